@@ -1,0 +1,221 @@
+"""Episode replay buffer (spec 6).
+
+Notation: C = capacity in stored entries, H = horizon, B = batch size, L = steps of an episode,
+which is stored as L+1 entries (entry 0: the initial observation with NaN action/reward/
+terminated; entry k >= 1: observation s_k with the action a_{k-1}, reward r_{k-1} and flag
+d_{k-1} that led to it).
+
+Storage is one pre-allocated ring of C entries. Episodes are written whole at the write
+pointer and may wrap around the end of the ring; before writing, the oldest episodes are
+evicted *whole* until the new one fits, so a stored episode is never partially overwritten and a
+sampled slice only ever covers entries of one complete episode.
+
+Sampling (with replacement): an episode uniformly among those with at least H+1 entries, then a
+start offset uniformly in [0, len - (H+1)], then H+1 consecutive entries (indices taken modulo
+C). All index arithmetic is vectorised with torch; a sample costs a few tensor ops however large
+B is.
+
+`benchmarks/buffer.py` compares `sample()` with torchrl's `SliceSampler`; see its docstring.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+import torch
+
+_FIELDS = ("obs", "action", "reward", "terminated")
+
+
+class Batch(NamedTuple):
+    """A time-major training batch (spec 4.1)."""
+
+    obs: torch.Tensor         # (H+1, B, obs_dim)
+    action: torch.Tensor      # (H, B, A)
+    reward: torch.Tensor      # (H, B, 1)
+    terminated: torch.Tensor  # (H, B, 1)
+    task: torch.Tensor | None  # multi-task ids (B,); None for single-task
+
+
+class _Episode(NamedTuple):
+    start: int   # ring index of entry 0
+    length: int  # number of stored entries (L+1)
+    index: int   # running episode number 0, 1, 2, ...
+
+
+class Buffer:
+    """A circular buffer of whole episodes that samples time-major slices of H+1 entries.
+
+    `device` is where sampled batches are returned (the agent's device); `storage_device`
+    (default: `device`) is where the ring lives.
+    """
+
+    def __init__(self, capacity: int, horizon: int, batch_size: int, device="cpu", seed: int = 0,
+                 storage_device=None):
+        if capacity < horizon + 1:
+            raise ValueError(f"Buffer capacity ({capacity}) must hold at least horizon+1 = {horizon + 1} entries.")
+        self.capacity, self.horizon, self.batch_size = int(capacity), int(horizon), int(batch_size)
+        self.device = torch.device(device)
+        self.storage_device = torch.device(storage_device) if storage_device is not None else self.device
+        self._generator = torch.Generator(device=self.storage_device)
+        self._generator.manual_seed(int(seed))
+        self._storage: dict[str, torch.Tensor] | None = None  # allocated on the first add
+        self._episodes: deque[_Episode] = deque()
+        self._num_eps = 0      # episodes ever added (the next episode's index)
+        self._write = 0        # ring index where the next episode starts
+        self._size = 0         # entries currently stored
+        self._valid: tuple[torch.Tensor, torch.Tensor] | None = None  # (starts, lengths) cache
+
+    @classmethod
+    def from_config(cls, cfg, device) -> "Buffer":
+        """capacity = min(buffer_size, steps) entries, returned on `device`; stored there too
+        unless that is a GPU without 2.5x the storage size free (spec 6)."""
+        capacity = max(min(int(cfg.buffer_size), int(cfg.steps)), int(cfg.horizon) + 1)
+        entry_bytes = 4 * (cfg.obs_shape["state"][0] + cfg.action_dim + 2) + 8
+        storage = storage_device_for(capacity * entry_bytes, torch.device(device))
+        return cls(capacity, cfg.horizon, cfg.batch_size, device=device, seed=cfg.seed,
+                   storage_device=storage)
+
+    # ---- sizes
+    @property
+    def num_eps(self) -> int:
+        """Episodes ever added (the running episode counter, spec 7.3)."""
+        return self._num_eps
+
+    @property
+    def num_stored_eps(self) -> int:
+        return len(self._episodes)
+
+    def __len__(self) -> int:
+        """Entries currently stored."""
+        return self._size
+
+    # ---- writing
+    def add(self, episode: dict[str, torch.Tensor]) -> int:
+        """Store one whole episode (dict of obs (L+1, obs_dim), action (L+1, A), reward (L+1,),
+        terminated (L+1,)); returns its episode index."""
+        length = self._check_episode(episode)
+        if self._storage is None:
+            self._allocate(episode)
+        self._evict_until_free(length)
+        idx = (self._write + torch.arange(length, device=self.storage_device)) % self.capacity
+        for key in _FIELDS:
+            shape = (length, *self._storage[key].shape[1:])
+            self._storage[key][idx] = episode[key].to(self.storage_device, torch.float32).reshape(shape)
+        self._storage["episode"][idx] = self._num_eps
+        self._episodes.append(_Episode(self._write, length, self._num_eps))
+        self._write = (self._write + length) % self.capacity
+        self._size += length
+        self._num_eps += 1
+        self._valid = None
+        return self._num_eps - 1
+
+    def _check_episode(self, episode) -> int:
+        missing = [k for k in _FIELDS if k not in episode]
+        if missing:
+            raise KeyError(f"Episode lacks the field(s) {', '.join(missing)}.")
+        length = int(episode["obs"].shape[0])
+        if any(int(episode[k].shape[0]) != length for k in _FIELDS):
+            raise ValueError("Episode fields must all have the same number of entries (L+1).")
+        if length > self.capacity:
+            raise ValueError(f"Episode of {length} entries does not fit a buffer of capacity {self.capacity}.")
+        return length
+
+    def _allocate(self, episode):
+        c, dev = self.capacity, self.storage_device
+        self._storage = {
+            "obs": torch.full((c, *episode["obs"].shape[1:]), float("nan"), device=dev),
+            "action": torch.full((c, *episode["action"].shape[1:]), float("nan"), device=dev),
+            "reward": torch.full((c,), float("nan"), device=dev),
+            "terminated": torch.full((c,), float("nan"), device=dev),
+            "episode": torch.full((c,), -1, dtype=torch.long, device=dev),
+        }
+
+    def _evict_until_free(self, length: int):
+        while self._size + length > self.capacity:
+            oldest = self._episodes.popleft()
+            self._size -= oldest.length
+        if not self._episodes:  # empty ring: restart at 0 so episodes stay contiguous
+            self._write = 0
+
+    # ---- sampling
+    def sample_indices(self) -> torch.Tensor:
+        """Ring indices of B slices, time-major: (H+1, B) on the storage device."""
+        starts, lengths = self._valid_episodes()
+        gen, dev = self._generator, self.storage_device
+        ep = torch.randint(len(starts), (self.batch_size,), generator=gen, device=dev)
+        num_offsets = (lengths[ep] - self.horizon).to(torch.float64)  # len - (H+1) + 1
+        offset = (torch.rand(self.batch_size, generator=gen, device=dev, dtype=torch.float64)
+                  * num_offsets).long()
+        offset = torch.minimum(offset, num_offsets.long() - 1)
+        first = starts[ep] + offset
+        steps = torch.arange(self.horizon + 1, device=dev)
+        return (first.unsqueeze(0) + steps.unsqueeze(1)) % self.capacity
+
+    def sample(self) -> Batch:
+        """B slices of H+1 entries as (obs (H+1,B,obs), action (H,B,A), reward (H,B,1),
+        terminated (H,B,1), task None), on `device`."""
+        idx = self.sample_indices()
+        s, out = self._storage, self.device
+        nb = out.type == "cuda"
+        return Batch(
+            obs=s["obs"][idx].to(out, non_blocking=nb),
+            action=s["action"][idx[1:]].to(out, non_blocking=nb),
+            reward=s["reward"][idx[1:]].unsqueeze(-1).to(out, non_blocking=nb),
+            terminated=s["terminated"][idx[1:]].unsqueeze(-1).to(out, non_blocking=nb),
+            task=None,
+        )
+
+    def _valid_episodes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._valid is None:
+            eps = [e for e in self._episodes if e.length >= self.horizon + 1]
+            if not eps:
+                raise RuntimeError(f"The buffer holds no episode of at least horizon+1 = {self.horizon + 1} "
+                                   "entries yet; add episodes before sampling.")
+            dev = self.storage_device
+            self._valid = (torch.tensor([e.start for e in eps], device=dev),
+                           torch.tensor([e.length for e in eps], device=dev))
+        return self._valid
+
+    # ---- persistence
+    def episodes(self):
+        """Stored episodes, oldest first, as dicts of tensors (views in storage order)."""
+        for e in self._episodes:
+            idx = (e.start + torch.arange(e.length, device=self.storage_device)) % self.capacity
+            yield {k: self._storage[k][idx] for k in _FIELDS}
+
+    def state_dict(self) -> dict:
+        """The stored episodes (compact, oldest first, on CPU), counters and RNG state.
+
+        Loading into a buffer of another capacity keeps the newest episodes that fit.
+        """
+        eps = list(self.episodes())
+        data = {k: torch.cat([e[k] for e in eps]).cpu() if eps else None for k in _FIELDS}
+        return {
+            "data": data,
+            "lengths": [e.length for e in self._episodes],
+            "indices": [e.index for e in self._episodes],
+            "num_eps": self._num_eps,
+            "generator": self._generator.get_state(),
+            "generator_device": self.storage_device.type,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._storage, self._episodes, self._size, self._write, self._valid = None, deque(), 0, 0, None
+        offset = 0
+        for length, index in zip(state["lengths"], state["indices"]):
+            episode = {k: state["data"][k][offset:offset + length] for k in _FIELDS}
+            self._num_eps = index
+            self.add(episode)
+            offset += length
+        self._num_eps = int(state["num_eps"])
+        if state.get("generator_device") == self.storage_device.type:  # RNG states differ per device
+            self._generator.set_state(state["generator"])
+
+
+def storage_device_for(num_bytes: int, device: torch.device) -> torch.device:
+    """`device` if it is the CPU or a GPU with 2.5x `num_bytes` free, else the CPU."""
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if 2.5 * num_bytes < free else torch.device("cpu")

@@ -1,0 +1,118 @@
+"""Network building blocks (spec 2.1-2.4).
+
+`mlp` builds hidden "normalised linear" layers x -> Mish(LN(Drop(Wx + b))) and a final layer that
+is plain linear or linear -> LN -> SimNorm. `QEnsemble` holds K independent Q heads as stacked
+weights so any subset of heads runs as one batched matmul.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class SimNorm(nn.Module):
+    """Softmax over consecutive groups of `dim` entries (spec 2.2)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        return torch.softmax(x.reshape(*shape[:-1], -1, self.dim), dim=-1).reshape(shape)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class NormedLinear(nn.Linear):
+    """Linear -> (dropout) -> LayerNorm -> activation."""
+
+    def __init__(self, in_features: int, out_features: int, act: nn.Module | None = None, dropout: float = 0.0):
+        super().__init__(in_features, out_features)
+        self.ln = nn.LayerNorm(out_features)
+        self.act = act if act is not None else nn.Mish()
+        self.dropout = nn.Dropout(dropout) if dropout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return self.act(self.ln(x))
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, final_act: nn.Module | None = None,
+        dropout: float = 0.0) -> nn.Sequential:
+    """Hidden normalised-linear layers (dropout in the first only); final layer plain linear, or
+    linear -> LN -> final_act when final_act is given."""
+    dims = [in_dim] + list(hidden)
+    layers = [NormedLinear(dims[i], dims[i + 1], dropout=dropout if i == 0 else 0.0)
+              for i in range(len(hidden))]
+    if final_act is None:
+        layers.append(nn.Linear(dims[-1], out_dim))
+    else:
+        layers.append(NormedLinear(dims[-1], out_dim, act=final_act))
+    return nn.Sequential(*layers)
+
+
+class QEnsemble(nn.Module):
+    """K Q heads, each Linear(in, h) -> Drop -> LN -> Mish -> Linear(h, h) -> LN -> Mish -> Linear(h, N).
+
+    Weights are stacked: w1 (K, h, in), w2 (K, h, h), w3 (K, N, h). `forward(x, heads)` runs the
+    chosen heads (all when None) on x (..., in) and returns (len(heads), ..., N).
+    """
+
+    def __init__(self, num_q: int, in_dim: int, hidden: int, out_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.num_q, self.dropout = num_q, dropout
+        self.w1 = nn.Parameter(torch.empty(num_q, hidden, in_dim))
+        self.b1 = nn.Parameter(torch.zeros(num_q, hidden))
+        self.g1 = nn.Parameter(torch.ones(num_q, hidden))
+        self.s1 = nn.Parameter(torch.zeros(num_q, hidden))
+        self.w2 = nn.Parameter(torch.empty(num_q, hidden, hidden))
+        self.b2 = nn.Parameter(torch.zeros(num_q, hidden))
+        self.g2 = nn.Parameter(torch.ones(num_q, hidden))
+        self.s2 = nn.Parameter(torch.zeros(num_q, hidden))
+        self.w3 = nn.Parameter(torch.zeros(num_q, out_dim, hidden))  # zero init (spec 2.4)
+        self.b3 = nn.Parameter(torch.zeros(num_q, out_dim))
+        nn.init.trunc_normal_(self.w1, std=0.02)
+        nn.init.trunc_normal_(self.w2, std=0.02)
+
+    @staticmethod
+    def _layer(x, w, b):
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    def _norm_act(self, x, g, s):
+        x = F.layer_norm(x, x.shape[-1:], eps=1e-5)
+        return F.mish(torch.addcmul(s.unsqueeze(1), x, g.unsqueeze(1)))
+
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None, detach: bool = False) -> torch.Tensor:
+        params = [self.w1, self.b1, self.g1, self.s1, self.w2, self.b2, self.g2, self.s2, self.w3, self.b3]
+        if detach:
+            params = [p.detach() for p in params]
+        if heads is not None:
+            params = [p[heads] for p in params]
+        w1, b1, g1, s1, w2, b2, g2, s2, w3, b3 = params
+        k = w1.shape[0]
+        lead = x.shape[:-1]
+        h = x.reshape(1, -1, x.shape[-1]).expand(k, -1, -1)
+        h = self._layer(h, w1, b1)
+        if self.dropout and self.training:
+            h = F.dropout(h, self.dropout, training=True)
+        h = self._norm_act(h, g1, s1)
+        h = self._norm_act(self._layer(h, w2, b2), g2, s2)
+        out = self._layer(h, w3, b3)
+        return out.reshape(k, *lead, out.shape[-1])
+
+    def extra_repr(self) -> str:
+        k, h, i = self.w1.shape
+        return f"num_q={k}, in={i}, hidden={h}, out={self.w3.shape[1]}, dropout={self.dropout}"
+
+
+def init_linear_(module: nn.Module) -> None:
+    """Truncated normal (std 0.02) weights and zero biases for every nn.Linear (spec 2.4)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)

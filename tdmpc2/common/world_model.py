@@ -1,0 +1,144 @@
+"""TD-MPC2 world model (spec sec. 2): encoder h, latent dynamics d, reward R, termination T,
+policy prior pi, Q ensemble with Polyak targets. Single-task (task_dim = 0)."""
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tdmpc2.common import math as m
+from tdmpc2.common.layers import QEnsemble, SimNorm, init_linear_, mlp
+
+
+class PolicySample(NamedTuple):
+    action: torch.Tensor          # a = tanh(mu + sigma eps), (..., A)
+    mean: torch.Tensor            # tanh(mu)
+    log_std: torch.Tensor
+    entropy: torch.Tensor         # -log p_a, (..., 1)
+    scaled_entropy: torch.Tensor  # spec 2.6, (..., 1)
+
+
+class WorldModel(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int, latent_dim: int = 512, enc_dim: int = 256,
+                 num_enc_layers: int = 2, mlp_dim: int = 512, num_q: int = 5, num_bins: int = 101,
+                 vmin: float = -10.0, vmax: float = 10.0, simnorm_dim: int = 8, dropout: float = 0.01,
+                 log_std_min: float = -10.0, log_std_max: float = 2.0, episodic: bool = False):
+        super().__init__()
+        self.action_dim, self.latent_dim = action_dim, latent_dim
+        self.num_q, self.num_bins, self.vmin, self.vmax = num_q, num_bins, vmin, vmax
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        za = latent_dim + action_dim
+        self._encoder = mlp(obs_dim, [enc_dim] * max(num_enc_layers - 1, 1), latent_dim, SimNorm(simnorm_dim))
+        self._dynamics = mlp(za, [mlp_dim, mlp_dim], latent_dim, SimNorm(simnorm_dim))
+        self._reward = mlp(za, [mlp_dim, mlp_dim], max(num_bins, 1))
+        self._termination = mlp(latent_dim, [mlp_dim, mlp_dim], 1) if episodic else None
+        self._pi = mlp(latent_dim, [mlp_dim, mlp_dim], 2 * action_dim)
+        self._Qs = QEnsemble(num_q, za, mlp_dim, max(num_bins, 1), dropout=dropout)
+        init_linear_(self)
+        nn.init.zeros_(self._reward[-1].weight)  # zero init of the reward head (spec 2.4)
+        self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
+        self._target_Qs.eval()
+
+    # ------------------------------------------------------------------ parameters
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._target_Qs.eval()  # target heads never use dropout
+        return self
+
+    def total_params(self) -> int:
+        """Trainable parameters (target Q copies excluded), as counted in spec 1.3."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @torch.no_grad()
+    def soft_update_target_Q(self, tau: float) -> None:
+        torch._foreach_lerp_(list(self._target_Qs.parameters()), list(self._Qs.parameters()), tau)
+
+    # ------------------------------------------------------------------ networks
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._encoder(obs)
+
+    def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self._dynamics(_cat(z, a))
+
+    def reward_logits(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self._reward(_cat(z, a))
+
+    def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return m.two_hot_inv(self.reward_logits(z, a), self.vmin, self.vmax)
+
+    def termination_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self._termination(z)
+
+    def reward_and_next(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded reward (N, 1) and next latent (N, D) for z (1 or N, D), a (N, A).
+
+        When one latent is shared by all N actions (the first planning step) the latent part of the
+        first layers is computed once: W [z; a] = W_z z + W_a a.
+        """
+        if z.shape[0] == 1 and a.shape[0] > 1:
+            D = self.latent_dim
+            rew = _shared_first_layer(self._reward, z, a, D)
+            nxt = _shared_first_layer(self._dynamics, z, a, D)
+            return m.two_hot_inv(rew, self.vmin, self.vmax), nxt
+        za = _cat(z, a)
+        return m.two_hot_inv(self._reward(za), self.vmin, self.vmax), self._dynamics(za)
+
+    def pi(self, z: torch.Tensor) -> PolicySample:
+        """Tanh-squashed Gaussian policy prior with the spec's entropy terms (spec 2.6)."""
+        mu, raw_log_std = self._pi(z).chunk(2, dim=-1)
+        log_std = m.squash_log_std(raw_log_std, self.log_std_min, self.log_std_max)
+        eps = torch.randn_like(mu)
+        log_pu = m.gaussian_log_prob(eps, log_std)
+        action = torch.tanh(mu + eps * log_std.exp())
+        log_pa = m.tanh_log_prob_correction(log_pu, action)
+        scaled = -log_pa * (self.action_dim * log_pu / (log_pa + 1e-8))
+        return PolicySample(action, torch.tanh(mu), log_std, -log_pa, scaled)
+
+    def pi_action(self, z: torch.Tensor) -> torch.Tensor:
+        """A stochastic policy sample only (planning fast path; same draws as `pi`)."""
+        mu, raw_log_std = self._pi(z).chunk(2, dim=-1)
+        log_std = m.squash_log_std(raw_log_std, self.log_std_min, self.log_std_max)
+        return torch.tanh(mu + torch.randn_like(mu) * log_std.exp())
+
+    def Q_logits(self, z: torch.Tensor, a: torch.Tensor, heads=None, target: bool = False,
+                 detach: bool = False) -> torch.Tensor:
+        """Logits (k, ..., N) of the chosen heads (all when None)."""
+        net = self._target_Qs if target else self._Qs
+        return net(_cat(z, a), heads, detach=detach)
+
+    def Q(self, z: torch.Tensor, a: torch.Tensor, heads: torch.Tensor, reduce: str = "avg",
+          target: bool = False, detach: bool = False) -> torch.Tensor:
+        """min or avg over the decoded values of the given pair of heads, (..., 1)."""
+        q = m.two_hot_inv(self.Q_logits(z, a, heads, target, detach), self.vmin, self.vmax)
+        return q.min(0).values if reduce == "min" else q.mean(0)
+
+    def random_pair(self) -> torch.Tensor:
+        """Two distinct Q heads chosen uniformly (one pair per call, shared by the batch)."""
+        return torch.randperm(self.num_q)[:2].to(self._Qs.w1.device)
+
+
+def _cat(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    if z.shape[:-1] != a.shape[:-1]:
+        z = z.expand(*a.shape[:-1], z.shape[-1])
+    return torch.cat([z, a], dim=-1)
+
+
+def _shared_first_layer(net: nn.Sequential, z: torch.Tensor, a: torch.Tensor, D: int) -> torch.Tensor:
+    first = net[0]
+    h = F.linear(a, first.weight[:, D:]) + F.linear(z, first.weight[:, :D], first.bias)
+    h = first.act(first.ln(h))
+    for layer in net[1:]:
+        h = layer(h)
+    return h
+
+
+def build_world_model(cfg) -> WorldModel:
+    return WorldModel(
+        obs_dim=cfg.obs_shape["state"][0], action_dim=cfg.action_dim, latent_dim=cfg.latent_dim,
+        enc_dim=cfg.enc_dim, num_enc_layers=cfg.num_enc_layers, mlp_dim=cfg.mlp_dim, num_q=cfg.num_q,
+        num_bins=cfg.num_bins, vmin=cfg.vmin, vmax=cfg.vmax, simnorm_dim=cfg.simnorm_dim,
+        dropout=cfg.dropout, log_std_min=cfg.log_std_min, log_std_max=cfg.log_std_max,
+        episodic=cfg.episodic)
