@@ -11,6 +11,37 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def simnorm(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax over consecutive groups of `dim` entries of the last axis.
+
+    Written out (group max, exp, group sum) because torch's softmax over a last axis of 8 is
+    ~5x slower on CPU than these four vectorised ops, with or without autograd.
+    """
+    shape = x.shape
+    g = x.reshape(*shape[:-1], -1, dim)
+    e = torch.exp(g - g.amax(-1, keepdim=True))
+    return (e / e.sum(-1, keepdim=True)).reshape(shape)
+
+
+def mish(x: torch.Tensor) -> torch.Tensor:
+    """Mish(x) = x tanh(softplus(x)) = x n(n+2) / (n(n+2) + 2) with n = e^x (exact identity).
+
+    The rational form needs one exp instead of exp, log1p and tanh: ~2x faster on CPU in
+    inference. For x > 20 it returns x to float precision, as Mish does. Under autograd F.mish
+    is used, whose fused backward is faster than differentiating the rational form.
+    """
+    if torch.is_grad_enabled():  # F.mish has a fused backward; the rational form does not
+        return F.mish(x)
+    n = torch.exp(x.clamp(max=20.0))
+    p = n * (n + 2)
+    return x * p / (p + 2)
+
+
+class Mish(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mish(x)
+
+
 class SimNorm(nn.Module):
     """Softmax over consecutive groups of `dim` entries (spec 2.2)."""
 
@@ -19,8 +50,7 @@ class SimNorm(nn.Module):
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        return torch.softmax(x.reshape(*shape[:-1], -1, self.dim), dim=-1).reshape(shape)
+        return simnorm(x, self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -32,7 +62,7 @@ class NormedLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, act: nn.Module | None = None, dropout: float = 0.0):
         super().__init__(in_features, out_features)
         self.ln = nn.LayerNorm(out_features)
-        self.act = act if act is not None else nn.Mish()
+        self.act = act if act is not None else Mish()
         self.dropout = nn.Dropout(dropout) if dropout else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +115,7 @@ class QEnsemble(nn.Module):
 
     def _norm_act(self, x, g, s):
         x = F.layer_norm(x, x.shape[-1:], eps=1e-5)
-        return F.mish(torch.addcmul(s.unsqueeze(1), x, g.unsqueeze(1)))
+        return mish(torch.addcmul(s.unsqueeze(1), x, g.unsqueeze(1)))
 
     def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None, detach: bool = False) -> torch.Tensor:
         params = [self.w1, self.b1, self.g1, self.s1, self.w2, self.b2, self.g2, self.s2, self.w3, self.b3]

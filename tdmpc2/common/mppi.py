@@ -47,7 +47,9 @@ def elite_update(actions: torch.Tensor, values: torch.Tensor, num_elites: int, t
 
 def gumbel_select(weights: torch.Tensor) -> torch.Tensor:
     """Index drawn with probabilities `weights` by the Gumbel-max trick."""
-    gumbel = -torch.log(-torch.log(torch.rand_like(weights).clamp_(1e-20, 1.0)).clamp_(min=1e-20))
+    uniform = torch.rand_like(weights).clamp_(min=1e-20)
+    neg_log = (-torch.log(uniform)).clamp_(min=1e-20)
+    gumbel = -torch.log(neg_log)
     return torch.argmax(torch.log(weights) + gumbel)
 
 
