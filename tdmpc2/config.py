@@ -134,13 +134,13 @@ def finalize(cfg: DictConfig) -> DictConfig:
                 num_bins=2, num_enc_layers=1, enc_dim=1, num_channels=1, mlp_dim=1,
                 latent_dim=1, num_q=2, simnorm_dim=1, seed=0, checkpoint_freq=0,
                 max_classical_horizon=0, min_classical_horizon=0, transition_steps=1,
-                ilqg_iterations=1, ilqg_line_search_steps=1)
+                ilqg_iterations=1, ilqg_line_search_steps=1, hybrid_prefix_samples=1)
     for key, low in ints.items():
         cfg[key] = _num(cfg, key, int, low=low)
     floats = dict(reward_coef=0, value_coef=0, termination_coef=0, consistency_coef=0, rho=0,
                   lr=0, enc_lr_scale=0, grad_clip_norm=0, tau=0, discount_denom=0,
                   discount_min=0, discount_max=0, min_std=0, max_std=0, temperature=0,
-                  entropy_coef=0, dropout=0, ilqg_regularization=0, ilqg_tolerance=0,
+                  entropy_coef=0, dropout=0, ilqg_regularization=0, hybrid_prefix_std=0, ilqg_tolerance=0,
                   finite_diff_eps=0)
     for key, low in floats.items():
         cfg[key] = _num(cfg, key, float, low=low)
