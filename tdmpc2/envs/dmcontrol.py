@@ -71,9 +71,21 @@ class DMControlEnv:
     def _obs(self, time_step) -> torch.Tensor:
         return torch.as_tensor(flatten_observation(time_step.observation), dtype=torch.float32)
 
-    def reset(self) -> torch.Tensor:
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Start an episode; `seed` reseeds the task's initial-state RNG first (evaluation uses it
+        to give several planners the same episodes)."""
+        if seed is not None:
+            self.dmc.task.random.seed(int(seed) % 2**32)
         self._t = 0
         return self._obs(self.dmc.reset())
+
+    def get_rng_state(self) -> dict:
+        """Every RNG of the env (the task's and the one behind `rand_act`), for exact resumption."""
+        return {"task": self.dmc.task.random.get_state(), "rand_act": self._rng.bit_generator.state}
+
+    def set_rng_state(self, state: dict) -> None:
+        self.dmc.task.random.set_state(state["task"])
+        self._rng.bit_generator.state = state["rand_act"]
 
     def step(self, action):
         action = np.asarray(action.detach().cpu() if torch.is_tensor(action) else action, dtype=np.float64)

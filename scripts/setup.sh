@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install hybrid-tdmpc2 into it with the CPU build of torch 2.13.0.
+# Idempotent: a second run only checks what is installed. For a CUDA machine, install the CUDA
+# build of torch into the venv first (see README); this script then leaves it alone.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+FIND_LINKS=()
+if [ -d /opt/wheels ]; then FIND_LINKS=(--find-links /opt/wheels); fi  # local CPU torch wheel
+
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  echo "setup: installing torch==2.13.0 (CPU)"
+  "${PIP[@]}" "${FIND_LINKS[@]}" "torch==2.13.0"
+fi
+if ! "$VENV/bin/python" -c "import tdmpc2, mujoco, dm_control, metaworld, pytest" >/dev/null 2>&1; then
+  echo "setup: installing hybrid-tdmpc2 and its dependencies"
+  "${PIP[@]}" "${FIND_LINKS[@]}" -e "$ROOT[dev]"
+fi
+echo "setup: ready ($("$VENV/bin/python" -c 'import torch, mujoco; print(f"torch {torch.__version__}, mujoco {mujoco.__version__}")'))"

@@ -1,0 +1,112 @@
+"""The online trainer for HybridTDMPC2: TD-MPC2's loop (tdmpc2.trainer) with two additions.
+
+* Every evaluation scores both planners on the same episodes: the hybrid planner (at the
+  schedule's current H_c) and the learned-only planner (H_c = 0). Episode i of both uses the
+  same env seed, derived from (seed, step, i); the training env's RNG stream is restored after
+  the evaluation, so evaluating never changes the training episodes.
+* Train and eval rows carry the hybrid metrics: classical horizon, iLQG cost / iterations /
+  status counts, classical and learned planning time, simulator steps used for planning.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from tdmpc2.trainer import OnlineTrainer, _nanmean
+
+
+class HybridTrainer(OnlineTrainer):
+    def __init__(self, cfg, env, agent, buffer, logger):
+        super().__init__(cfg, env, agent, buffer, logger)
+        self._plan_stats = _PlanStats()
+
+    # ---- acting: accumulate per-plan statistics between log rows
+    def choose_action(self, episode):
+        action = super().choose_action(episode)
+        if self.step > self.cfg.seed_steps:
+            self._plan_stats.add(self.agent)
+        return action
+
+    def _hybrid_info(self) -> dict:
+        info = {k: v for k, v in super()._hybrid_info().items() if isinstance(v, (int, float))}
+        info.update(self._plan_stats.flush())
+        return info
+
+    # ---- evaluation of both planners on the same episodes
+    def evaluate(self) -> dict[str, float]:
+        agent = self.agent
+        hybrid_active = getattr(agent, "classical_horizon", 0) > 0
+        rng = self.env.get_rng_state() if hasattr(self.env, "get_rng_state") else None
+        try:
+            hybrid = self._run_episodes()
+            if hybrid_active:
+                with agent.learned_only():
+                    learned = self._run_episodes(record_video=False)
+            else:
+                learned = hybrid
+        finally:
+            if rng is not None:
+                self.env.set_rng_state(rng)
+        metrics = dict(hybrid)
+        metrics.update({f"learned_{k}": v for k, v in learned.items()})
+        metrics["eval_classical_horizon"] = getattr(agent, "classical_horizon", 0)
+        return metrics
+
+    def _run_episodes(self, record_video: bool = True) -> dict[str, float]:
+        rewards, successes, lengths = [], [], []
+        video = self.logger.video if record_video else None
+        for i in range(self.cfg.eval_episodes):
+            obs = self._eval_reset(i)
+            done, total, t = False, 0.0, 0
+            if video is not None:
+                video.init(self.env, enabled=i == 0)
+            while not done:
+                action = self.agent.act(obs, t0=t == 0, eval_mode=True)
+                obs, reward, done, info = self.env.step(action)
+                total, t = total + float(reward), t + 1
+                if video is not None:
+                    video.record(self.env)
+            rewards.append(total)
+            successes.append(float(info.get("success", 0.0)))
+            lengths.append(t)
+        return dict(episode_reward=_nanmean(rewards), episode_success=_nanmean(successes),
+                    episode_length=_nanmean(lengths))
+
+    def _eval_reset(self, episode: int):
+        seed = (self.cfg.seed * 1_000_003 + self.step * 101 + episode) % 2**31
+        try:
+            return self.env.reset(seed=seed)
+        except TypeError:  # an env without seeded resets
+            return self.env.reset()
+
+
+class _PlanStats:
+    """Sums of the hybrid planner's per-plan numbers since the last log row."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.plans, self.status = 0, Counter()
+        self.sums = dict(ilqg_cost=0.0, ilqg_iterations=0.0, ilqg_time=0.0, sim_scoring_time=0.0,
+                         learned_scoring_time=0.0, sim_steps=0.0)
+
+    def add(self, agent) -> None:
+        hybrid = getattr(agent, "hybrid", None)
+        info = hybrid.last_info if hybrid is not None else None
+        if info is None or getattr(agent, "classical_horizon", 0) == 0:
+            return
+        self.plans += 1
+        self.status[info.ilqg_status] += 1
+        for key in self.sums:
+            self.sums[key] += float(getattr(info, key))
+
+    def flush(self) -> dict:
+        if self.plans == 0:
+            return {}
+        out = {f"mean_{k}": v / self.plans for k, v in self.sums.items() if k != "sim_steps"}
+        out["planning_sim_steps"] = self.sums["sim_steps"]
+        out["hybrid_plans"] = self.plans
+        for status in ("converged", "max_iterations", "failed"):
+            out[f"ilqg_{status}"] = self.status.get(status, 0)
+        self.reset()
+        return out
