@@ -199,7 +199,7 @@ class HybridMPC:
         with timer("sim"):
             returns, z = self._prefix_latents(x0, prefixes.transpose(0, 1).double().cpu().numpy())
         with timer("learned"):
-            tail_values = self.agent.estimate_value(z[group], tails)
+            tail_values = self.agent.estimate_value(z, tails, group)
         return returns[group].unsqueeze(-1) + self.agent.discount ** Hc * tail_values
 
     @torch.no_grad()

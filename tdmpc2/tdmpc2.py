@@ -110,15 +110,16 @@ class TDMPC2:
             action = action + result.std[0] * torch.randn_like(action)
         return action.clamp(-1, 1)
 
-    def estimate_value(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def estimate_value(self, z: torch.Tensor, actions: torch.Tensor, group: torch.Tensor | None = None) -> torch.Tensor:
         """G = sum_t g^t (1 - k_t) r_t + g^H (1 - k_H) avg-of-2 Q(z_H, pi(z_H)), (N, 1), for
-        latents z (1 or N, D) and actions (H, N, A)."""
+        actions (H, N, A) from latents z (1 or N, D), or (M, D) with `group (N,)` giving each
+        candidate's row of z (the first step then runs once per distinct latent)."""
         heads = self.model.random_pair()
         value = torch.zeros(actions.shape[1], 1, device=self.device)
         alive = torch.ones_like(value) if self.cfg.episodic else None
         discount = 1.0
         for t in range(actions.shape[0]):
-            reward, z = self.model.reward_and_next(z, actions[t])
+            reward, z = self.model.reward_and_next(z, actions[t], group if t == 0 else None)
             if alive is not None:
                 value = value + discount * alive * reward
                 alive = alive * (torch.sigmoid(self.model.termination_logits(z)) <= 0.5).float()

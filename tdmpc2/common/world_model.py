@@ -72,16 +72,18 @@ class WorldModel(nn.Module):
     def termination_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self._termination(z)
 
-    def reward_and_next(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoded reward (N, 1) and next latent (N, D) for z (1 or N, D), a (N, A).
+    def reward_and_next(self, z: torch.Tensor, a: torch.Tensor, group: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded reward (N, 1) and next latent (N, D) for actions a (N, A) from latents z: (N, D),
+        or (1, D) shared by all, or (M, D) distinct latents with `group (N,)` naming each row's.
 
-        When one latent is shared by all N actions (the first planning step) the latent part of the
-        first layers is computed once: W [z; a] = W_z z + W_a a.
+        Shared latents (the first planning step) have the latent part of the first layers
+        computed once per distinct latent: W [z; a] = (W_z z)[group] + W_a a.
         """
-        if z.shape[0] == 1 and a.shape[0] > 1:
+        if group is not None or (z.shape[0] == 1 and a.shape[0] > 1):
             D = self.latent_dim
-            rew = _shared_first_layer(self._reward, z, a, D)
-            nxt = _shared_first_layer(self._dynamics, z, a, D)
+            rew = _shared_first_layer(self._reward, z, a, D, group)
+            nxt = _shared_first_layer(self._dynamics, z, a, D, group)
             return m.two_hot_inv(rew, self.vmin, self.vmax), nxt
         za = _cat(z, a)
         return m.two_hot_inv(self._reward(za), self.vmin, self.vmax), self._dynamics(za)
@@ -126,9 +128,13 @@ def _cat(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return torch.cat([z, a], dim=-1)
 
 
-def _shared_first_layer(net: nn.Sequential, z: torch.Tensor, a: torch.Tensor, D: int) -> torch.Tensor:
+def _shared_first_layer(net: nn.Sequential, z: torch.Tensor, a: torch.Tensor, D: int,
+                        group: torch.Tensor | None = None) -> torch.Tensor:
     first = net[0]
-    h = F.linear(a, first.weight[:, D:]) + F.linear(z, first.weight[:, :D], first.bias)
+    latent_part = F.linear(z, first.weight[:, :D], first.bias)
+    if group is not None:
+        latent_part = latent_part[group]
+    h = F.linear(a, first.weight[:, D:]) + latent_part
     h = first.act(first.ln(h))
     for layer in net[1:]:
         h = layer(h)
