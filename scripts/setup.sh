@@ -11,7 +11,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+PIP=(pip_install)
+pip_install() {  # quiet, minus the notices about this machine's missing local index folders
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
 FIND_LINKS=()
 if [ -d /opt/wheels ]; then FIND_LINKS=(--find-links /opt/wheels); fi  # local CPU torch wheel
 

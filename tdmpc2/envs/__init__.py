@@ -40,9 +40,12 @@ def make_interface(cfg, env):
     from tdmpc2.envs.dmcontrol import DMControlEnv
 
     if isinstance(env, DMControlEnv):
-        from tdmpc2.envs.dmcontrol_interface import DMControlInterface
+        from tdmpc2.envs.dmcontrol_interface import DMControlInterface, UnsupportedTaskError
 
-        return DMControlInterface.from_config(cfg, env)
+        try:
+            return DMControlInterface.from_config(cfg, env)
+        except UnsupportedTaskError:  # no planning cost for this task: no classical planning
+            return None
     try:
         from tdmpc2.envs.metaworld import MetaWorldEnv
     except ImportError:

@@ -1,0 +1,45 @@
+"""Launch training runs through the CLI in parallel subprocesses and read their eval.csv."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def launch(runs: list[dict], log_dir: str, jobs: int) -> dict[str, str]:
+    """Run `python -m tdmpc2.train_hybrid key=value ...` for each dict of overrides (plus a
+    `name`), at most `jobs` at once; returns name -> work dir. Output goes to <work dir>.log."""
+    pending, active, dirs = list(runs), {}, {}
+    env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    while pending or active:
+        while pending and len(active) < jobs:
+            run = dict(pending.pop(0))
+            name = run.pop("name")
+            run.update(log_dir=log_dir, exp_name=name, threads=1, save_agent=False, checkpoint_freq=0)
+            args = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in run.items()]
+            work_dir = os.path.join(log_dir, run["task"], str(run["seed"]), name)
+            os.makedirs(work_dir, exist_ok=True)
+            log = open(work_dir + ".log", "w")
+            proc = subprocess.Popen([sys.executable, "-m", "tdmpc2.train_hybrid", *args], cwd=ROOT,
+                                    stdout=log, stderr=subprocess.STDOUT, env=env)
+            active[name] = (proc, log, time.time())
+            dirs[name] = work_dir
+            print(f"started {name}: {' '.join(args)}", flush=True)
+        for name, (proc, log, start) in list(active.items()):
+            if proc.poll() is not None:
+                log.close()
+                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {dirs[name]}.log)"
+                print(f"{name}: {status} in {time.time() - start:.0f}s", flush=True)
+                del active[name]
+        time.sleep(2)
+    return dirs
+
+
+def read_eval(work_dir: str) -> pd.DataFrame | None:
+    path = os.path.join(work_dir, "eval.csv")
+    return pd.read_csv(path) if os.path.exists(path) else None
