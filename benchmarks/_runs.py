@@ -11,10 +11,14 @@ import pandas as pd
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def launch(runs: list[dict], log_dir: str, jobs: int) -> dict[str, str]:
+def work_dir(log_dir: str, task: str, seed, name: str) -> str:
+    return os.path.join(log_dir, task, str(seed), name)
+
+
+def launch(runs: list[dict], log_dir: str, jobs: int) -> list[str]:
     """Run `python -m tdmpc2.train_hybrid key=value ...` for each dict of overrides (plus a
-    `name`), at most `jobs` at once; returns name -> work dir. Output goes to <work dir>.log."""
-    pending, active, dirs = list(runs), {}, {}
+    `name`), at most `jobs` at once; returns the work dirs. Output goes to <work dir>.log."""
+    pending, active, dirs = list(runs), {}, []
     env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
     while pending or active:
         while pending and len(active) < jobs:
@@ -22,20 +26,20 @@ def launch(runs: list[dict], log_dir: str, jobs: int) -> dict[str, str]:
             name = run.pop("name")
             run.update(log_dir=log_dir, exp_name=name, threads=1, save_agent=False, checkpoint_freq=0)
             args = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in run.items()]
-            work_dir = os.path.join(log_dir, run["task"], str(run["seed"]), name)
-            os.makedirs(work_dir, exist_ok=True)
-            log = open(work_dir + ".log", "w")
+            path = work_dir(log_dir, run["task"], run["seed"], name)
+            os.makedirs(path, exist_ok=True)
+            log = open(path + ".log", "w")
             proc = subprocess.Popen([sys.executable, "-m", "tdmpc2.train_hybrid", *args], cwd=ROOT,
                                     stdout=log, stderr=subprocess.STDOUT, env=env)
-            active[name] = (proc, log, time.time())
-            dirs[name] = work_dir
-            print(f"started {name}: {' '.join(args)}", flush=True)
-        for name, (proc, log, start) in list(active.items()):
+            active[path] = (proc, log, time.time())
+            dirs.append(path)
+            print(f"started {path}: {' '.join(args)}", flush=True)
+        for path, (proc, log, start) in list(active.items()):
             if proc.poll() is not None:
                 log.close()
-                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {dirs[name]}.log)"
-                print(f"{name}: {status} in {time.time() - start:.0f}s", flush=True)
-                del active[name]
+                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {path}.log)"
+                print(f"{path}: {status} in {time.time() - start:.0f}s", flush=True)
+                del active[path]
         time.sleep(2)
     return dirs
 

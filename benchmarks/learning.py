@@ -34,8 +34,6 @@ def main():
     a = p.parse_args()
     runs = [dict(name="tdmpc2", task=t, seed=a.seed, steps=a.steps, model_size=a.size, eval_freq=a.eval_freq,
                  eval_episodes=a.eval_episodes, device=a.device, hybrid_mpc=False) for t in a.tasks]
-    for run, task in zip(runs, a.tasks):
-        run["name"] = "tdmpc2"
     launch(runs, a.log_dir, a.jobs)
     for task in a.tasks:
         df = read_eval(os.path.join(a.log_dir, task, str(a.seed), "tdmpc2"))

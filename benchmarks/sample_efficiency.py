@@ -18,7 +18,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _runs import launch, read_eval  # noqa: E402
+from _runs import launch, read_eval, work_dir  # noqa: E402
 
 REFERENCE_100K = {"cartpole-balance": 997.8, "cartpole-swingup": 839.4, "pendulum-swingup": 724.0,
                   "walker-walk": 961.9, "cheetah-run": 519.1, "walker-stand": 981.2, "mw-reach": 0.633}
@@ -47,30 +47,36 @@ def main():
             runs.append(dict(name=f"hybrid-s{seed}", hybrid_mpc=True, transition_schedule="linear",
                              transition_steps=a.steps, max_classical_horizon=a.max_classical_horizon, **common))
             runs.append(dict(name=f"tdmpc2-s{seed}", hybrid_mpc=False, **common))
-    dirs = launch(runs, a.log_dir, a.jobs)
+    launch(runs, a.log_dir, a.jobs)
 
     print(f"\neval return (mean over seeds {a.seeds}); steps in agent steps (env steps = 2x)")
     for task in a.tasks:
         print(f"\n{task}  (TD-MPC2 reference at 100k env steps: {REFERENCE_100K.get(task, 'n/a')})")
         print(f"{'step':>8}{'env_step':>10}{'H_c':>5}{'hybrid':>10}{'learned-only':>14}{'TD-MPC2':>10}")
-        frames = {}
-        for kind in ("hybrid", "tdmpc2"):
-            tables = [read_eval(dirs[f"{kind}-s{s}"].replace(a.tasks[0], task) if False else
-                                os.path.join(a.log_dir, task, str(s), f"{kind}-s{s}")) for s in a.seeds]
-            tables = [t for t in tables if t is not None]
-            if tables:
-                frames[kind] = sum(t.set_index("step") for t in tables) / len(tables)
-        if not frames:
-            print("  no results")
+        frames = {kind: mean_over_seeds(a.log_dir, task, a.seeds, kind) for kind in ("hybrid", "tdmpc2")}
+        h, t = frames["hybrid"], frames["tdmpc2"]
+        if h is None and t is None:
+            print("  no results (see the runs' .log files)")
             continue
-        steps = sorted(set().union(*(f.index for f in frames.values())))
+        steps = sorted(set(h.index if h is not None else []) | set(t.index if t is not None else []))
         for step in steps:
-            h = frames.get("hybrid")
-            t = frames.get("tdmpc2")
-            row = lambda df, col: f"{df.loc[step, col]:>10.1f}" if df is not None and step in df.index and col in df else f"{'-':>10}"  # noqa: E731
             hc = int(h.loc[step, "eval_classical_horizon"]) if h is not None and step in h.index else 0
-            print(f"{step:>8}{2 * step:>10}{hc:>5}{row(h, 'episode_reward')}{row(h, 'learned_episode_reward'):>14}"
-                  f"{row(t, 'episode_reward')}")
+            print(f"{step:>8}{2 * step:>10}{hc:>5}{cell(h, step, 'episode_reward'):>10}"
+                  f"{cell(h, step, 'learned_episode_reward'):>14}{cell(t, step, 'episode_reward'):>10}")
+
+
+def mean_over_seeds(log_dir, task, seeds, kind):
+    tables = [read_eval(work_dir(log_dir, task, s, f"{kind}-s{s}")) for s in seeds]
+    tables = [t.set_index("step") for t in tables if t is not None]
+    if not tables:
+        return None
+    return sum(t.select_dtypes("number") for t in tables) / len(tables)
+
+
+def cell(df, step, column) -> str:
+    if df is None or step not in df.index or column not in df:
+        return "-"
+    return f"{df.loc[step, column]:.1f}"
 
 
 if __name__ == "__main__":
