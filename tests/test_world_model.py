@@ -96,3 +96,22 @@ def test_policy_log_std_bounds_and_entropy_terms():
     assert (sample.log_std >= cfg.log_std_min).all() and (sample.log_std <= cfg.log_std_max).all()
     # the scaled entropy is essentially -A log p_u (spec 2.6)
     assert torch.isfinite(sample.scaled_entropy).all()
+
+
+def test_inference_fast_paths_equal_the_plain_ops():
+    """LayerNorm->SimNorm without the max shift, and the in-place rational Mish, equal the
+    textbook ops in inference; a LayerNorm scale that breaks the bound falls back safely."""
+    torch.manual_seed(2)
+    cfg = load_config(task="cheetah-run", model_size=1)
+    model = build_world_model(cfg).eval()
+    layer = model._dynamics[-1]
+    x = torch.randn(33, layer.in_features) * 3
+    with torch.no_grad():
+        ref = torch.softmax(F.layer_norm(F.linear(x, layer.weight, layer.bias), (layer.out_features,),
+                                         layer.ln.weight, layer.ln.bias).view(33, -1, 8), -1).view(33, -1)
+        assert torch.allclose(layer(x), ref, atol=1e-6)
+        layer.ln.weight.mul_(50.0)  # bound now > 80: the guarded path must still be exact
+        ref = torch.softmax(F.layer_norm(F.linear(x, layer.weight, layer.bias), (layer.out_features,),
+                                         layer.ln.weight, layer.ln.bias).view(33, -1, 8), -1).view(33, -1)
+        out = layer(x)
+        assert torch.isfinite(out).all() and torch.allclose(out, ref, atol=1e-6)
