@@ -60,7 +60,7 @@ def main():
             continue
         steps = sorted(set(h.index if h is not None else []) | set(t.index if t is not None else []))
         for step in steps:
-            hc = int(h.loc[step, "eval_classical_horizon"]) if h is not None and step in h.index else 0
+            hc = int(h.loc[step, "classical_horizon"]) if h is not None and step in h.index else 0
             print(f"{step:>8}{2 * step:>10}{hc:>5}{cell(h, step, 'episode_reward'):>10}"
                   f"{cell(h, step, 'learned_episode_reward'):>14}{cell(t, step, 'episode_reward'):>10}")
 

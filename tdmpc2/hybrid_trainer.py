@@ -4,14 +4,15 @@
   schedule's current H_c) and the learned-only planner (H_c = 0). Episode i of both uses the
   same env seed, derived from (seed, step, i); the training env's RNG stream is restored after
   the evaluation, so evaluating never changes the training episodes.
-* Train and eval rows carry the hybrid metrics: classical horizon, iLQG cost / iterations /
-  status counts, classical and learned planning time, simulator steps used for planning.
+* Every row carries the classical horizon; train rows add the means over the episode's plans
+  of iLQG cost / iterations / time and of simulated and learned scoring time, the iLQG status
+  counts, and the simulator steps used for planning.
 """
 from __future__ import annotations
 
 from collections import Counter
 
-from tdmpc2.trainer import OnlineTrainer, _nanmean
+from tdmpc2.trainer import OnlineTrainer
 
 
 class HybridTrainer(OnlineTrainer):
@@ -26,10 +27,15 @@ class HybridTrainer(OnlineTrainer):
             self._plan_stats.add(self.agent)
         return action
 
-    def _hybrid_info(self) -> dict:
-        info = {k: v for k, v in super()._hybrid_info().items() if isinstance(v, (int, float))}
-        info.update(self._plan_stats.flush())
-        return info
+    def _hybrid_info(self, kind: str) -> dict:
+        """The schedule's state on every row; per-plan means and counts since the last train
+        row on train rows (evaluation plans are not counted)."""
+        info = super()._hybrid_info(kind)
+        out = {"classical_horizon": info.get("classical_horizon", 0),
+               "hybrid_enabled": int(bool(info.get("hybrid_enabled", False)))}
+        if kind == "train":
+            out.update(self._plan_stats.flush())
+        return out
 
     # ---- evaluation of both planners on the same episodes
     def evaluate(self) -> dict[str, float]:
@@ -48,30 +54,10 @@ class HybridTrainer(OnlineTrainer):
                 self.env.set_rng_state(rng)
         metrics = dict(hybrid)
         metrics.update({f"learned_{k}": v for k, v in learned.items()})
-        metrics["eval_classical_horizon"] = getattr(agent, "classical_horizon", 0)
         return metrics
 
-    def _run_episodes(self, record_video: bool = True) -> dict[str, float]:
-        rewards, successes, lengths = [], [], []
-        video = self.logger.video if record_video else None
-        for i in range(self.cfg.eval_episodes):
-            obs = self._eval_reset(i)
-            done, total, t = False, 0.0, 0
-            if video is not None:
-                video.init(self.env, enabled=i == 0)
-            while not done:
-                action = self.agent.act(obs, t0=t == 0, eval_mode=True)
-                obs, reward, done, info = self.env.step(action)
-                total, t = total + float(reward), t + 1
-                if video is not None:
-                    video.record(self.env)
-            rewards.append(total)
-            successes.append(float(info.get("success", 0.0)))
-            lengths.append(t)
-        return dict(episode_reward=_nanmean(rewards), episode_success=_nanmean(successes),
-                    episode_length=_nanmean(lengths))
-
     def _eval_reset(self, episode: int):
+        """Episode `episode` of an evaluation starts from the same seed for both planners."""
         seed = (self.cfg.seed * 1_000_003 + self.step * 101 + episode) % 2**31
         try:
             return self.env.reset(seed=seed)

@@ -112,13 +112,15 @@ def test_tangent_space_roundtrip_with_free_joint():
 
 
 def test_planning_model_is_coarser_but_close():
-    env, exact = build("fish-swim", warmup=0)  # no contacts: only the integration step differs
-    _, coarse = build("fish-swim", planning_model="default", warmup=0)
+    # walker: 2 substeps of 12.5 ms with softened contacts instead of 10 of 2.5 ms (fish, the
+    # contact-free example, plans on the exact model: its 2-substep model diverged)
+    env, exact = build("walker-walk", warmup=0)
+    _, coarse = build("walker-walk", planning_model="default", warmup=0)
     assert coarse.steps_per_action < exact.steps_per_action
     x = exact.get_state()
-    u = random_actions(2, 5).reshape(1, 2, 5)
+    u = random_actions(2, 6).reshape(1, 2, 6)
     diff = exact.state_difference(coarse.simulate(x[None], u)[0, -1], exact.simulate(x[None], u)[0, -1])
-    assert 0 < np.abs(diff[:exact.nv]).max() < 0.05  # positions after 0.1 s: same motion, other numbers
+    assert 0 < np.abs(diff[:exact.nv]).max() < 0.5  # after 0.1 s: same motion, softer contacts
 
 
 def test_ilqg_on_the_simulator_improves_the_plan_and_respects_limits():
@@ -161,3 +163,133 @@ def test_bad_inputs_raise_clear_errors():
         DMControlInterface(make_env(load_config(task="pendulum-spin")))
     with pytest.raises(ValueError, match="planning_model"):
         DMControlInterface(env, planning_model="coarse")
+
+
+# ---- batched rewards (tdmpc2/envs/dmc_rewards.py) against dm_control's own get_reward
+VECTORISED = ["cheetah-run", "walker-stand", "walker-walk", "walker-run", "cartpole-balance",
+              "cartpole-balance-sparse", "cartpole-swingup", "cartpole-swingup-sparse", "pendulum-swingup",
+              "hopper-stand", "hopper-hop", "reacher-easy", "reacher-hard", "finger-spin", "finger-turn-easy",
+              "finger-turn-hard", "cup-catch", "fish-swim", "acrobot-swingup"]
+
+
+def _positions(iface, states, kind, name):
+    """World position of a site / geom / body at each state (mj_kinematics on the env's model)."""
+    field = {"site": "site_xpos", "geom": "geom_xpos", "body": "xpos"}[kind]
+    index = getattr(iface.model, kind)(name).id
+    return iface.kinematics(states, lambda d: getattr(d, field)[index])
+
+
+def _near_goal(task, iface, states, rng):
+    """States whose sparse reward is likely 1 (random states almost never hit small targets)."""
+    x = states.copy()
+    if task.startswith("cup"):  # ball moved next to the target inside the cup
+        d = _positions(iface, x, "site", "target") - _positions(iface, x, "body", "ball")
+        for axis, joint in ((0, "ball_x"), (2, "ball_z")):
+            adr = iface.qpos_slice.start + iface.model.joint(joint).qposadr[0]
+            x[:, adr] += d[:, axis] + rng.normal(0, 0.02, len(x))
+        return x
+    if task.startswith("reacher"):  # of many random arm poses, those closest to the target
+        x = x[rng.integers(len(x), size=3000)]
+        x[:, iface.qpos_slice] = rng.uniform(-np.pi, np.pi, (len(x), iface.nq))
+        d = _positions(iface, x, "geom", "target") - _positions(iface, x, "geom", "finger")
+        d = np.linalg.norm(d[:, :2], axis=1)
+        return x[np.argsort(d)[:40]]
+    return x[:0]
+
+
+def random_states(task, env, iface, rng, reach=40, perturbed=120):
+    """States visited by random-action rollouts from two resets, plus random perturbations of them
+    (qpos near them or around qpos0 at random scales, qvel at scales 0.1 .. 30, random ctrl)."""
+    visited = []
+    for _ in range(2):
+        env.reset()
+        for _ in range(reach // 2):
+            visited.append(iface.get_state())
+            env.step(torch.as_tensor(rng.uniform(-1, 1, iface.action_dim), dtype=torch.float32))
+    visited = np.array(visited)
+    m, x = iface.model, visited[rng.integers(len(visited), size=perturbed)].copy()
+    q, v, third = x[:, iface.qpos_slice], x[:, iface.qvel_slice], perturbed // 3
+    q[:third] += rng.normal(0, 0.1, q[:third].shape)
+    q[third:] = m.qpos0 + rng.normal(0, 1, q[third:].shape) * rng.uniform(0, 1, (perturbed - third, 1))
+    v[:] = rng.normal(0, 1, v.shape) * rng.choice([0.1, 1, 10, 30], size=(perturbed, 1))
+    for j in np.flatnonzero(m.jnt_type == 0):  # free joints: unit quaternions
+        a = m.jnt_qposadr[j] + 3
+        q[:, a:a + 4] /= np.linalg.norm(q[:, a:a + 4], axis=1, keepdims=True)
+    x[:, iface.qpos_slice], x[:, iface.qvel_slice] = q, v
+    x[:, iface._ctrl] = iface.to_native(rng.uniform(-1.2, 1.2, (perturbed, iface.action_dim)))
+    states = np.concatenate([visited, x])
+    return np.concatenate([states, _near_goal(task, iface, states, rng)])
+
+
+@pytest.mark.parametrize("task", VECTORISED)
+def test_batched_task_rewards_equal_get_reward_on_random_states(task):
+    env, iface = build(task, planning_model="default", warmup=0)
+    assert iface.vectorized_rewards
+    states = random_states(task, env, iface, np.random.default_rng(0))
+    reference = iface.reference_task_rewards(states)  # dm_control's get_reward, state by state
+    np.testing.assert_allclose(iface.task_rewards(states), reference, rtol=1e-9, atol=1e-12)
+    assert len(np.unique(reference)) > 1  # both reward levels (or many values) were visited
+    # rollout rewards (sensors read one physics step late, trailing step) = per-state path on its states
+    actions = np.random.default_rng(1).uniform(-1, 1, (len(states), 3, iface.action_dim))
+    traj, rewards = iface.rollout(states, actions)
+    iface._reward = None  # the original implementation: per-control-step states, get_reward each
+    traj_ref, rewards_ref = iface.rollout(states, actions)
+    np.testing.assert_array_equal(traj, traj_ref)
+    np.testing.assert_allclose(rewards, rewards_ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("task", VECTORISED)
+def test_rollout_rewards_equal_stepping_the_env(task):
+    env, iface = build(task, seed=3, warmup=10)  # exact model: the env's physics
+    x0 = iface.get_state()
+    actions = random_actions(8, iface.action_dim, seed=5)
+    rewards, states = [], []
+    for a in actions:  # dm_control's own step and get_reward, summed over the action repeat
+        rewards.append(sum(env.dmc.step(env.to_native(a)).reward for _ in range(env.action_repeat)))
+        states.append(iface.get_state())
+    traj, batched = iface.rollout(np.repeat(x0[None], 2, 0), np.stack([actions, actions]))
+    np.testing.assert_allclose(batched[0], rewards, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(batched[0], batched[1])
+    for sl in (iface.qpos_slice, iface.qvel_slice):  # extra sensors leave the physics bit-identical
+        np.testing.assert_array_equal(traj[0, 1:, sl], np.array(states)[:, sl])
+    assert iface.reward(x0, actions[0]) == pytest.approx(rewards[0], rel=1e-9, abs=1e-12)
+
+
+def test_unmatched_tasks_keep_the_exact_per_state_rewards():
+    env = make_env(load_config(task="walker-walk-backwards", seed=1))  # custom task class: no batched formula
+    env.reset()
+    iface = DMControlInterface(env, cost=False, threads=1)
+    assert not iface.vectorized_rewards
+    x = iface.get_state()
+    u = random_actions(4, iface.action_dim).reshape(1, 4, -1)
+    _, r = iface.rollout(x[None], u)
+    assert r.shape == (1, 4) and np.all(np.isfinite(r))
+    off = DMControlInterface(build("walker-walk")[0], cost=False, vectorized_rewards=False)
+    assert not off.vectorized_rewards
+
+
+def test_tolerance_matches_dm_control():
+    from dm_control.utils import rewards as dm_rewards
+
+    from tdmpc2.envs.dmc_rewards import tolerance
+    x = np.random.default_rng(0).normal(0, 3, 400)
+    for sigmoid in ("gaussian", "hyperbolic", "long_tail", "reciprocal", "cosine", "linear", "quadratic",
+                    "tanh_squared"):
+        for bounds, margin in (((0, 0), 1.0), ((-1, 2), 0.5), ((1, float("inf")), 2.0), ((-1, 1), 0.0)):
+            vam = 0.0 if sigmoid in ("linear", "quadratic", "cosine") and margin == 2.0 else 0.3
+            np.testing.assert_array_equal(
+                tolerance(x, bounds, margin, sigmoid, vam),
+                dm_rewards.tolerance(x, bounds=bounds, margin=margin, sigmoid=sigmoid, value_at_margin=vam))
+
+
+@pytest.mark.parametrize("task", ["reacher-hard", "fish-swim", "finger-spin"])
+def test_targets_moved_by_a_new_episode_reach_the_batched_rewards(task):
+    env, iface = build(task, seed=4, warmup=0)  # the interface outlives episodes
+    for episode in range(2):
+        env.reset()
+        x0 = iface.get_state()  # syncs what the task changed in the model (targets, damping)
+        actions = random_actions(5, iface.action_dim, seed=episode)
+        rewards = [sum(env.dmc.step(env.to_native(a)).reward for _ in range(env.action_repeat)) for a in actions]
+        traj, batched = iface.rollout(x0[None], actions[None])
+        np.testing.assert_allclose(batched[0], rewards, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(traj[0, -1, iface.qpos_slice], iface.get_state()[iface.qpos_slice])

@@ -156,3 +156,36 @@ def test_without_env_warns_and_plans_as_td_mpc2():
     assert agent.hybrid is None and agent.classical_horizon == 0
     assert not agent.get_hybrid_info()["hybrid_enabled"]
     assert agent.act(torch.zeros(5), t0=True).shape == (1,)
+
+
+def test_train_hybrid_cli_from_package_dir_logs_both_planners(tmp_path):
+    """`python train_hybrid.py ...` run from inside tdmpc2/ (the issue's commands) trains, evaluates
+    the hybrid and the learned-only planner, and logs the hybrid metrics."""
+    import csv
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    args = ["task=cartpole-balance", "hybrid_mpc=true", "model_size=1", "steps=250", "seed_steps=100",
+            "eval_freq=200", "eval_episodes=1", "num_samples=32", "num_elites=4", "num_pi_trajs=4",
+            "iterations=2", "batch_size=32", "episode_length=50", "max_classical_horizon=3",
+            "transition_steps=250", "hybrid_prefix_samples=4", "ilqg_iterations=2", "device=cpu",
+            f"log_dir={tmp_path}"]
+    env = {**os.environ, "PYTHONPATH": ""}
+    result = subprocess.run([sys.executable, "train_hybrid.py", *args], cwd=os.path.join(repo, "tdmpc2"),
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    work = tmp_path / "cartpole-balance" / "1" / "default"
+    with open(work / "eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 200]
+    assert {"learned_episode_reward", "classical_horizon", "env_step"} <= set(rows[0])
+    assert [int(r["classical_horizon"]) for r in rows] == [3, 1]  # linear: 3 at 0, round(3 * 50/250) at 200
+    with open(work / "train.csv") as f:
+        train = list(csv.DictReader(f))
+    planned = [r for r in train if r.get("hybrid_plans")]
+    assert planned and all(int(r["ilqg_converged"]) + int(r["ilqg_max_iterations"]) + int(r["ilqg_failed"])
+                           == int(r["hybrid_plans"]) for r in planned)
+    assert float(planned[-1]["planning_sim_steps"]) > 0
+    assert not os.path.exists(os.path.join(repo, "tdmpc2", "train_hybrid.log"))

@@ -179,7 +179,7 @@ class Buffer:
 
     # ---- persistence
     def episodes(self):
-        """Stored episodes, oldest first, as dicts of tensors (views in storage order)."""
+        """Stored episodes, oldest first, as dicts of tensors (copies gathered from the ring)."""
         for e in self._episodes:
             idx = (e.start + torch.arange(e.length, device=self.storage_device)) % self.capacity
             yield {k: self._storage[k][idx] for k in _FIELDS}

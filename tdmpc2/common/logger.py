@@ -27,10 +27,10 @@ CSV_LEADING = ("step", "env_step", "episode_reward", "episode_success")
 
 
 def to_number(value):
-    """A float for tensors and numbers (one device sync per logged value, once per episode)."""
+    """A float for a tensor (one device sync per value, once per episode); numbers unchanged."""
     if torch.is_tensor(value):
         return float(value.detach().float().mean().cpu()) if value.numel() else math.nan
-    return float(value) if isinstance(value, (int, float, bool)) else value
+    return float(value) if isinstance(value, bool) else value
 
 
 class CsvLog:
@@ -68,7 +68,10 @@ class CsvLog:
 
 
 class VideoRecorder:
-    """Collects `env.render` frames of one evaluation episode and writes them as mp4."""
+    """Collects `env.render` frames of an evaluation episode and writes them as mp4.
+
+    `init(env, enabled)` starts a recording (enabled) or pauses it, keeping the frames so far;
+    `save(step)` writes the frames, if any, and clears them."""
 
     def __init__(self, directory: str, size: int = 384, fps: int = 15):
         self.directory, self.size, self.fps = directory, size, fps
@@ -76,21 +79,24 @@ class VideoRecorder:
         self.enabled = False
 
     def init(self, env, enabled: bool = True) -> None:
-        self.frames, self.enabled = [], enabled
-        self.record(env)
+        self.enabled = enabled
+        if enabled:
+            self.frames = []
+            self.record(env)
 
     def record(self, env) -> None:
         if self.enabled:
             self.frames.append(env.render(self.size, self.size))
 
     def save(self, step: int) -> str | None:
-        if not (self.enabled and self.frames):
+        frames, self.frames, self.enabled = self.frames, [], False
+        if not frames:
             return None
         import imageio
 
         os.makedirs(self.directory, exist_ok=True)
         path = os.path.join(self.directory, f"eval_{step}.mp4")
-        imageio.mimsave(path, self.frames, fps=self.fps, macro_block_size=1)
+        imageio.mimsave(path, frames, fps=self.fps, macro_block_size=1)
         return path
 
 

@@ -17,8 +17,19 @@ simulation runs on private `MjData` (the live env is only read by `get_state`):
 
 Planning model (`planning_model="default"`): a private copy of the model with fewer, longer
 substeps and softened contacts (`solimp[0] = 0`) for the domains listed in `PLANNING_MODELS`;
-`"exact"` (and domains not listed) plan on the env's own model, so `step` equals `env.step`.
-Rewards and observations are always evaluated with the task's own code on the env's model.
+`"exact"` (and domains not listed) plan on the env's own physics, so `step` equals `env.step`.
+
+Rewards. For the stock tasks of `dmc_rewards` (cheetah, walker, cartpole, pendulum, hopper,
+reacher, finger, ball_in_cup, fish, acrobot) `rollout` and `task_rewards` evaluate the reward
+formulas with numpy over the whole batch: the quantities a reward reads from `mjData` are
+measured by extra (passive) MuJoCo sensors of a private copy of the task's model, compiled from
+the suite's XML (`reward_model`; every array is then copied from the env's model and checked to
+have the same shape, physics bit-identical), and read from the `sensordata` that
+`mujoco.rollout` records. A rollout step records the sensors of the state *before* its
+integration, so the state after control step k is read at physics step k*substeps + 1 and a
+rollout runs one trailing physics step. Other tasks (this project's custom tasks, tasks whose
+model differs from the suite XML) use `reference_task_rewards`: the task's own `get_reward` on a
+scratch physics, state by state. Observations always use the task's own code on the env's model.
 """
 from __future__ import annotations
 
@@ -31,6 +42,7 @@ import numpy as np
 
 from tdmpc2.classical.interface import EnvironmentInterface
 from tdmpc2.envs.dmc_costs import make_cost, supported_cost_tasks
+from tdmpc2.envs.dmc_rewards import Quantities, TaskReward, suite_module, task_reward
 from tdmpc2.envs.dmcontrol import flatten_observation, split_task
 
 INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -40,7 +52,8 @@ FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
 PLANNING_MODELS = {
     "walker": (2, True),
     "hopper": (2, True),
-    "fish": (2, False),
+    # fish is not listed: on a 2-substep model ~7% of uniformly random action sequences diverge
+    # within 10 agent steps (none on the exact model), which corrupts MPPI candidate rewards.
     "quadruped": (2, True),
     "humanoid": (5, True),
 }
@@ -73,14 +86,81 @@ def make_planning_model(model: mujoco.MjModel, substeps: int, n_sub: int, soft_c
     return plan
 
 
+_NOT_COPIED = ("name_", "names", "sensor_", "paths")  # differ once sensors are added; not physics
+
+
+def _suite_xml(task):
+    """(xml, include files) the task's suite module builds its model from, or None."""
+    module = suite_module(task)
+    if module is None or not hasattr(module, "get_model_and_assets"):
+        return None
+    xml, assets = module.get_model_and_assets()
+    xml = xml.decode() if isinstance(xml, bytes) else xml
+    return xml, {os.path.normpath(k): v for k, v in assets.items()}
+
+
+def reward_model(model: mujoco.MjModel, task, reward: TaskReward):
+    """`model` plus the sensors `reward` reads; returns (model, {key: sensordata indices}) or None.
+
+    Sensors the task's XML already has are read where they are (no new model when that is all
+    the reward needs). New sensors are appended, unnamed, to a model compiled from the suite's
+    XML; every array of `model` is then copied into it (per-episode changes included), after
+    checking that all non-sensor arrays have the same shapes (else None: the XML is not the
+    env's). The original sensors keep their addresses, so `sensordata[:model.nsensordata]` is
+    the env's.
+    """
+    new = [s for s in reward.sensors if s.kind is not None]
+    out, index = model, {}
+    if new:
+        source = _suite_xml(task)
+        if source is None:
+            return None
+        spec = mujoco.MjSpec.from_string(source[0], include=source[1])
+        for s in new:
+            spec.add_sensor(type=s.kind, objtype=s.objtype, objname=s.name)
+        try:
+            out = spec.compile()
+        except ValueError:
+            return None
+        if out.nsensor != model.nsensor + len(new) or \
+                not np.array_equal(out.sensor_adr[:model.nsensor], model.sensor_adr):
+            return None
+        fields = [name for name in dir(model) if not name.startswith(("_",) + _NOT_COPIED)
+                  and isinstance(getattr(model, name), np.ndarray)]
+        if any(getattr(model, f).shape != getattr(out, f).shape for f in fields):
+            return None
+        for f in fields:
+            getattr(out, f)[...] = getattr(model, f)
+        for struct in ("opt", "stat"):  # solver options; statistics that scale solver tolerances
+            src, dst = getattr(model, struct), getattr(out, struct)
+            for name in dir(src):
+                if not name.startswith("_"):
+                    value = getattr(src, name)
+                    if isinstance(value, np.ndarray):
+                        getattr(dst, name)[...] = value
+                    elif isinstance(value, (int, float)):
+                        setattr(dst, name, value)
+    for j, s in enumerate(new):
+        sid = model.nsensor + j
+        index[s.key] = np.arange(out.sensor_adr[sid], out.sensor_adr[sid] + out.sensor_dim[sid])
+    for s in reward.sensors:
+        if s.kind is None:
+            try:
+                sensor = model.sensor(s.name)
+            except KeyError:
+                return None
+            index[s.key] = np.arange(sensor.adr[0], sensor.adr[0] + sensor.dim[0])
+    return out, index
+
+
 class DMControlInterface(EnvironmentInterface):
     """Exact snapshots, fast batched rollouts, Jacobians, rewards and costs of a DMControl task."""
 
     _MODEL_FIELDS = ("body_pos", "body_quat", "geom_pos", "geom_quat", "geom_size", "site_pos",
-                     "site_quat", "site_size")  # what tasks move between episodes (targets)
+                     "site_quat", "site_size", "dof_damping")  # what tasks change between episodes
 
     def __init__(self, env, planning_model: str = "default", finite_diff_eps: float = 1e-6,
-                 threads: int | str = "auto", cost: bool = True):
+                 threads: int | str = "auto", cost: bool = True, vectorized_rewards: bool = True):
         if planning_model not in ("default", "exact"):
             raise ValueError(f"planning_model must be 'default' or 'exact', got {planning_model!r}.")
         self.env, self.task_name = env, env.task
@@ -93,13 +173,20 @@ class DMControlInterface(EnvironmentInterface):
         self.action_dim = self.model.nu
         self._low, self._high = env._low, env._high
 
+        # the batched reward and the model that carries its sensors (None: per-state fallback)
+        self._reward, self._reward_index, base = None, None, self.model
+        reward = task_reward(self.task, self.model) if vectorized_rewards else None
+        built = reward_model(self.model, self.task, reward) if reward is not None else None
+        if built is not None:
+            self._reward, (base, self._reward_index) = reward, built
+
         domain, _ = split_task(env.task)
         substeps, soft = PLANNING_MODELS.get(domain, (self.n_sub, False))
         self.planning = planning_model if domain in PLANNING_MODELS else "exact"  # which model `step` uses
         if self.planning == "exact":
-            self.plan_model, self.substeps = self.model, self.n_sub
+            self.plan_model, self.substeps = base, self.n_sub
         else:
-            self.plan_model, self.substeps = make_planning_model(self.model, substeps, self.n_sub, soft), substeps
+            self.plan_model, self.substeps = make_planning_model(base, substeps, self.n_sub, soft), substeps
         self.steps_per_action = self.action_repeat * self.substeps
 
         m = self.model
@@ -255,6 +342,11 @@ class DMControlInterface(EnvironmentInterface):
         return np.stack([self._step(x, u) for x, u in zip(states, native)])
 
     # ---- batched rollouts in C
+    @property
+    def vectorized_rewards(self) -> bool:
+        """Whether `rollout`/`task_rewards` use the batched formulas (else the task's own code)."""
+        return self._reward is not None
+
     def _run(self, states, native_ctrl, nstep):
         """mujoco.rollout from INTEGRATION states; returns FULLPHYSICS states and sensordata."""
         init = np.empty((len(states), self._n_full))
@@ -273,19 +365,26 @@ class DMControlInterface(EnvironmentInterface):
 
         Returns (states (N, K+1, state_dim), native controls (N, T, nu)) with K recorded points.
         """
-        N, T, _ = actions.shape
-        every = every or self.steps_per_action
         native = self.to_native(actions)
         ctrl = np.repeat(native, self.steps_per_action, axis=1)
-        full, sensors = self._run(states, ctrl, T * self.steps_per_action)
+        full, sensors = self._run(states, ctrl, ctrl.shape[1])
+        return self._assemble(states, full, sensors, native, every or self.steps_per_action), native
+
+    def _assemble(self, states, full, sensors, native, every):
+        """INTEGRATION states `(N, K+1, state_dim)` every `every` steps from rollout output."""
         full, sensors = full[:, every - 1::every], sensors[:, every - 1::every]
         K = full.shape[1]
         out = np.repeat(states[:, None], K + 1, axis=1)
+        self._fill(out[:, 1:], full, sensors, np.repeat(native, self.steps_per_action // every, axis=1))
+        return out
+
+    def _fill(self, out, full, sensors, ctrl):
+        """Write rollout records (FULLPHYSICS states, their sensordata, ctrl) into INTEGRATION
+        states `out` (which supply the warm start)."""
         for bit, sl in self._full.items():
-            out[:, 1:, self._int[bit]] = full[:, :, sl]
-        out[:, 1:, self._ctrl] = np.repeat(native, self.steps_per_action // every, axis=1)
-        out[:, 1:, self._n_int:] = sensors[:, :, self._acc]
-        return out, native
+            out[..., self._int[bit]] = full[..., sl]
+        out[..., self._ctrl] = ctrl
+        out[..., self._n_int:] = sensors[..., self._acc]
 
     def _trajectory_inputs(self, states, actions):
         states = self._states(states, batched=True)
@@ -308,10 +407,37 @@ class DMControlInterface(EnvironmentInterface):
         """
         states, actions = self._trajectory_inputs(states, actions)
         N, T, _ = actions.shape
-        ctl, _ = self._simulate(states, actions, every=self.substeps)  # (N, T*repeat + 1, sd)
-        rewards = self.task_rewards(ctl[:, 1:].reshape(N * T * self.action_repeat, -1))
-        rewards = rewards.reshape(N, T, self.action_repeat).sum(-1)
-        return ctl[:, ::self.action_repeat], rewards
+        R, s = self.action_repeat, self.substeps
+        if self._reward is None:
+            ctl, _ = self._simulate(states, actions, every=s)  # (N, T*R + 1, sd)
+            rewards = self.reference_task_rewards(ctl[:, 1:].reshape(N * T * R, -1))
+            return ctl[:, ::R], rewards.reshape(N, T, R).sum(-1)
+        native = self.to_native(actions)
+        ctrl = np.repeat(native, self.steps_per_action, axis=1)
+        P = ctrl.shape[1]
+        # one trailing step: its recorded sensors are those of the final state
+        full, sensors = self._run(states, np.concatenate([ctrl, ctrl[:, -1:]], axis=1), P + 1)
+        out = self._assemble(states, full[:, :P], sensors[:, :P], native, self.steps_per_action)
+        # state after control step k = 1..T*R: record k*s - 1; its sensors: record k*s
+        K = T * R
+        after, read = full[:, s - 1:P:s], sensors[:, s::s]
+        ctrl_k = np.repeat(native, R, axis=1)
+        q = Quantities(
+            sensors={k: read[..., idx].reshape(N * K, -1) for k, idx in self._reward_index.items()},
+            qpos=after[..., self._full[mujoco.mjtState.mjSTATE_QPOS]].reshape(N * K, -1),
+            qvel=after[..., self._full[mujoco.mjtState.mjSTATE_QVEL]].reshape(N * K, -1),
+            ctrl=ctrl_k.reshape(N * K, -1), model=self.model)
+        rewards = self._reward(q).reshape(N, K)
+        # MuJoCo resets a diverging simulation inside mj_step (the time restarts), after which
+        # the recorded sensors are those of the reset state: evaluate those steps state by state
+        clock = full[..., self._full[mujoco.mjtState.mjSTATE_TIME].start]
+        bad = np.argwhere(clock[:, s::s] != clock[:, s - 1:P:s] + self.plan_model.opt.timestep)
+        if len(bad):
+            x = np.repeat(states[:, None], K, axis=1)[bad[:, 0], bad[:, 1]]
+            self._fill(x, after[bad[:, 0], bad[:, 1]], sensors[:, s - 1:P:s][bad[:, 0], bad[:, 1]],
+                       ctrl_k[bad[:, 0], bad[:, 1]])
+            rewards[bad[:, 0], bad[:, 1]] = self.reference_task_rewards(x)
+        return out, rewards.reshape(N, T, R).sum(-1)
 
     # ---- task reward and observation (the task's own code on a scratch physics)
     def _scratch_at(self, state):
@@ -322,7 +448,25 @@ class DMControlInterface(EnvironmentInterface):
         return self._scratch
 
     def task_rewards(self, states) -> np.ndarray:
-        """The task's reward in each of `states (N, state_dim)` (one control step's reward)."""
+        """The task's reward in each of `states (N, state_dim)` (one control step's reward, with
+        the state's ctrl as the control of that step). Batched where the task has a vectorised
+        reward: a one-step rollout records the sensors of the states themselves."""
+        states = self._states(states, batched=True)
+        if self._reward is None:
+            return self.reference_task_rewards(states)
+        full, sensors = self._run(states, states[:, None, self._ctrl], 1)
+        q = Quantities(sensors={k: sensors[:, 0, idx] for k, idx in self._reward_index.items()},
+                       qpos=states[:, self.qpos_slice], qvel=states[:, self.qvel_slice],
+                       ctrl=states[:, self._ctrl], model=self.model)
+        rewards = self._reward(q)
+        clock = full[:, 0, self._full[mujoco.mjtState.mjSTATE_TIME].start]
+        bad = clock != states[:, self._int[mujoco.mjtState.mjSTATE_TIME].start] + self.plan_model.opt.timestep
+        if np.any(bad):  # diverging states: MuJoCo reset them before recording the sensors
+            rewards[bad] = self.reference_task_rewards(states[bad])
+        return rewards
+
+    def reference_task_rewards(self, states) -> np.ndarray:
+        """The task's own `get_reward` on a scratch physics, state by state (exact, slow)."""
         return np.array([float(self.task.get_reward(self._scratch_at(x))) for x in states])
 
     def reward(self, state, action) -> float:

@@ -1,0 +1,205 @@
+"""Online single-task trainer (spec 7.1) and its evaluation protocol (spec 7.2).
+
+Loop over agent steps n = 0..steps (inclusive):
+  1. n % eval_freq == 0 marks an evaluation as pending;
+  2. at an episode boundary: run a pending evaluation; if n > 0 log the finished episode and add
+     it to the buffer; reset the env and start a new episode record;
+  3. act: random action while n <= seed_steps, else plan (t0 on the episode's first step);
+  4. step the env and record the transition;
+  5. at n == seed_steps run seed_steps updates (pre-training), after that one update per step.
+Training and evaluation share one env. Checkpoints go to <work_dir>/models/ every
+`checkpoint_freq` steps and at the end.
+
+A hybrid agent may expose `update_training_step(step)` (called once per agent step before acting)
+and `get_hybrid_info()` (a dict of numbers added to every train/eval log row).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import torch
+
+
+class EpisodeRecord:
+    """The entries of one episode in buffer layout (spec 6): entry 0 holds the initial
+    observation with NaN action/reward/terminated, entry k the transition that led to s_k."""
+
+    def __init__(self, obs: torch.Tensor, action_dim: int):
+        nan = float("nan")
+        self.obs, self.action = [obs], [torch.full((action_dim,), nan)]
+        self.reward, self.terminated = [torch.tensor(nan)], [torch.tensor(nan)]
+        self.success, self.total_reward = 0.0, 0.0
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.obs) - 1
+
+    def append(self, obs, action, reward, info) -> None:
+        self.obs.append(obs)
+        self.action.append(action.detach().cpu().float())
+        self.reward.append(torch.as_tensor(reward, dtype=torch.float32))
+        self.terminated.append(torch.as_tensor(info.get("terminated", 0.0), dtype=torch.float32))
+        self.success = float(info.get("success", 0.0))
+        self.total_reward += float(reward)
+
+    @property
+    def last_terminated(self) -> bool:
+        return self.num_steps > 0 and bool(self.terminated[-1] > 0)
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        return dict(obs=torch.stack(self.obs), action=torch.stack(self.action),
+                    reward=torch.stack(self.reward), terminated=torch.stack(self.terminated))
+
+
+class OnlineTrainer:
+    """Runs spec 7.1 with `env`, `agent`, `buffer` and `logger`; `train()` returns the final
+    checkpoint path (or None)."""
+
+    PRETRAIN_REPORT_SECONDS = 10.0
+
+    def __init__(self, cfg, env, agent, buffer, logger):
+        self.cfg, self.env, self.agent, self.buffer, self.logger = cfg, env, agent, buffer, logger
+        self.step = 0
+        self.pretrained = False
+        self._start = time.time()
+        self._last_update: dict = {}
+
+    # ---- main loop
+    def train(self) -> str | None:
+        cfg, self._start = self.cfg, time.time()
+        episode, done, eval_pending = None, True, False
+        while self.step <= cfg.steps:
+            if self.step % cfg.eval_freq == 0:
+                eval_pending = True
+            if done:
+                if eval_pending:
+                    self.log_eval(self.evaluate())
+                    eval_pending = False
+                if self.step > 0:
+                    self.finish_episode(episode)
+                episode = EpisodeRecord(self.env.reset(), cfg.action_dim)
+            self._notify_step()
+            action = self.choose_action(episode)
+            obs, reward, done, info = self.env.step(action)
+            episode.append(obs, action, reward, info)
+            self.run_updates()
+            self.step += 1
+            self.maybe_checkpoint()
+        return self.save_checkpoint("final") if cfg.save_agent else None
+
+    def choose_action(self, episode: EpisodeRecord) -> torch.Tensor:
+        if self.pretrained:
+            return self.agent.act(episode.obs[-1], t0=episode.num_steps == 0)
+        return self.env.rand_act()
+
+    def run_updates(self) -> None:
+        """Pre-train with `seed_steps` updates at step seed_steps, then one update per step.
+
+        With the default seed_steps (5 episodes) this is spec 7.1 exactly. A smaller seed_steps
+        (a smoke run, e.g. seed_steps=200 with 500-step episodes) postpones pre-training to the
+        first step at which the buffer holds a whole episode; actions stay random until then.
+        """
+        if self.pretrained:
+            self._last_update = self.agent.update(self.buffer)
+        elif self.step >= self.cfg.seed_steps and self.buffer.num_stored_eps > 0:
+            self.pretrain(self.cfg.seed_steps)
+            self.pretrained = True
+
+    def pretrain(self, num_updates: int) -> None:
+        """The seed-phase pre-training, with a progress line every ~10 s."""
+        self.logger.progress(f"pretraining: {num_updates:,} updates on {len(self.buffer):,} seed entries")
+        start = last_report = time.time()
+        for i in range(num_updates):
+            self._last_update = self.agent.update(self.buffer)
+            if time.time() - last_report >= self.PRETRAIN_REPORT_SECONDS:
+                last_report = time.time()
+                rate = (i + 1) / (last_report - start)
+                self.logger.progress(f"pretraining: {i + 1:,}/{num_updates:,} updates, {rate:.1f} updates/s, "
+                                     f"ETA {(num_updates - i - 1) / rate:.0f}s")
+        self.logger.progress(f"pretraining done in {time.time() - start:.0f}s")
+
+    def finish_episode(self, episode: EpisodeRecord) -> None:
+        if episode.last_terminated and not self.cfg.episodic:
+            raise RuntimeError("The env reported a termination but episodic=false; set episodic=true "
+                               "for tasks that terminate early.")
+        index = self.buffer.add(episode.to_dict())
+        metrics = dict(episode_reward=episode.total_reward, episode_success=episode.success,
+                       episode_length=episode.num_steps + 1,  # stored entries (spec 7.3)
+                       episode_terminated=float(episode.last_terminated))
+        self.logger.log({**self._common(episode=index + 1), **metrics, **self._last_update,
+                         **self._hybrid_info("train")}, "train")
+
+    # ---- evaluation (spec 7.2)
+    def evaluate(self) -> dict[str, float]:
+        return self._run_episodes()
+
+    def _run_episodes(self, record_video: bool = True) -> dict[str, float]:
+        """`eval_episodes` episodes with the planner in eval mode; means of return, final-step
+        success and length. The first episode is filmed when videos are on."""
+        rewards, successes, lengths = [], [], []
+        video = self.logger.video if record_video else None
+        for i in range(self.cfg.eval_episodes):
+            obs, done, total, t = self._eval_reset(i), False, 0.0, 0
+            if video is not None:
+                video.init(self.env, enabled=i == 0)
+            while not done:
+                action = self.agent.act(obs, t0=t == 0, eval_mode=True)
+                obs, reward, done, info = self.env.step(action)
+                total, t = total + float(reward), t + 1
+                if video is not None:
+                    video.record(self.env)
+            rewards.append(total)
+            successes.append(float(info.get("success", 0.0)))
+            lengths.append(t)
+        return dict(episode_reward=_nanmean(rewards), episode_success=_nanmean(successes),
+                    episode_length=_nanmean(lengths))
+
+    def _eval_reset(self, episode: int) -> torch.Tensor:
+        """Reset for evaluation episode `episode` (the shared env, spec 7.2)."""
+        return self.env.reset()
+
+    def log_eval(self, metrics: dict) -> None:
+        self.logger.log({**self._common(), **metrics, **self._hybrid_info("eval")}, "eval")
+        self.logger.log_video(self.step)
+
+    # ---- checkpoints
+    def maybe_checkpoint(self) -> None:
+        freq = self.cfg.checkpoint_freq
+        if freq and self.step % freq == 0 and self.step < self.cfg.steps:
+            self.save_checkpoint(f"step_{self.step}")
+
+    def save_checkpoint(self, name: str) -> str:
+        """Save the agent to <work_dir>/models/<name>.pt atomically (temp file + os.replace)."""
+        directory = os.path.join(str(self.cfg.work_dir), "models")
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, f"{name}.pt")
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            self.agent.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+    # ---- helpers
+    def _common(self, episode: int | None = None) -> dict:
+        elapsed = time.time() - self._start
+        return dict(step=self.step, episode=self.buffer.num_eps if episode is None else episode,
+                    elapsed_time=elapsed, steps_per_second=self.step / max(elapsed, 1e-9))
+
+    def _notify_step(self) -> None:
+        if hasattr(self.agent, "update_training_step"):
+            self.agent.update_training_step(self.step)
+
+    def _hybrid_info(self, kind: str) -> dict:
+        """Extra numbers for a `kind` ("train" or "eval") log row from a hybrid agent."""
+        info = getattr(self.agent, "get_hybrid_info", None)
+        return dict(info()) if info is not None else {}
+
+
+def _nanmean(values) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
