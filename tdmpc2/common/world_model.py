@@ -52,6 +52,14 @@ class WorldModel(nn.Module):
         """Trainable parameters (target Q copies excluded), as counted in spec 1.3."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def compile_networks(self) -> None:
+        """torch.compile every network in place (`compile=true`); weights and state dict keys
+        are unchanged, so checkpoints stay interchangeable with eager models."""
+        for net in (self._encoder, self._dynamics, self._reward, self._termination, self._pi,
+                    self._Qs, self._target_Qs):
+            if net is not None:
+                net.compile()
+
     @torch.no_grad()
     def soft_update_target_Q(self, tau: float) -> None:
         torch._foreach_lerp_(list(self._target_Qs.parameters()), list(self._Qs.parameters()), tau)
