@@ -28,6 +28,20 @@ dmocap_pos]. Time, warm start, ctrl (overwritten every step), the mocap quaterni
 `mujoco.rollout` runs whose per-physics-step controls carry ctrl and the mocap pose, so mocap
 columns are included (`mjd_transitionFD` would leave them out).
 
+Batched path (`rollout`, `simulate`, `step_batch`, `observations`, `features`) for reach, push and
+pick-place (whatever `metaworld_rewards.task_reward` accepts): one `MjData` per episode copy runs
+each trajectory with raw MuJoCo calls in exactly the order above (set mocap and ctrl, `mj_step`
+x frame_skip, `mj_forward`; `mj_rnePostConstraint` is left out: it writes only cacc/cfrc, which
+no later step reads), so states stay bit-identical to the env's. After every env step it copies
+the positions Meta-World's reward and observation read (6 body `xpos`, 2 `site_xpos`, the object
+geom's `xmat`); rewards are then evaluated for the whole batch with numpy
+(`tdmpc2/envs/metaworld_rewards.py`) and the observation blocks with one batched
+`Rotation.from_matrix`. A sensor/`mujoco.rollout` formulation is not used: Meta-World's post-step
+`mj_forward` rewrites the solver warm start, and `mujoco.rollout` cannot interleave it, so its
+states would differ in the last bits. Other tasks (or `vectorized=False`) keep the per-state
+path through Meta-World's own code, which also remains behind `step`, `reward`, `observation`
+and `step_with_reward`.
+
 Costs: smooth residual costs per task family (reach, push, pick-place, generic), documented in
 docs/metaworld-costs.md; the reward is Meta-World's own and is never used for gradients.
 """
@@ -43,6 +57,7 @@ import numpy as np
 
 from tdmpc2.classical.costs import ResidualCost
 from tdmpc2.classical.interface import EnvironmentInterface
+from tdmpc2.envs import metaworld_rewards as mwr
 from tdmpc2.envs.metaworld_costs import make_task_cost
 
 INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -139,6 +154,55 @@ def _same_view(value: np.ndarray, pairs) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# Batched path: per-episode data
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Batched:
+    """What the batched path needs of one episode copy: the reward, object ids, goal and bounds."""
+    reward: mwr.TaskReward
+    body_ids: np.ndarray
+    site_ids: np.ndarray
+    geom_id: int
+    goal: np.ndarray
+    obs_low: np.ndarray
+    obs_high: np.ndarray
+
+    @classmethod
+    def of(cls, mw) -> "_Batched | None":
+        reward = mwr.task_reward(mw)
+        if reward is None:
+            return None
+        def ids(kind, names):
+            return np.array([mujoco.mj_name2id(mw.model, kind, n) for n in names])
+
+        space = mw.sawyer_observation_space
+        bodies, sites = ids(mujoco.mjtObj.mjOBJ_BODY, mwr.BODIES), ids(mujoco.mjtObj.mjOBJ_SITE, mwr.SITES)
+        geoms = ids(mujoco.mjtObj.mjOBJ_GEOM, mwr.GEOMS)
+        if min(bodies.min(), sites.min(), geoms.min()) < 0:  # a model without these names: per state
+            return None
+        return cls(reward=reward, body_ids=bodies, site_ids=sites, geom_id=int(geoms[0]),
+                   goal=np.array(mw._get_pos_goal(), dtype=np.float64),
+                   obs_low=np.asarray(space.low, dtype=np.float64), obs_high=np.asarray(space.high, dtype=np.float64))
+
+    def blocks(self, bodies, xmat) -> np.ndarray:
+        """Unclipped current-frame observation blocks `B + (18,)` from body positions
+        `B + (len(BODIES), 3)` and object geom frames `B + (9,)` (Meta-World's
+        `_get_curr_obs_combined_no_goal`: hand, claw distance, object position and quaternion)."""
+        from scipy.spatial.transform import Rotation
+
+        frames = mwr.Frames(bodies, np.empty(bodies.shape[:-2] + (0, 3)))
+        lead = bodies.shape[:-2]
+        out = np.zeros(lead + (PREV_SIZE,))
+        out[..., 0:3] = frames.body("hand")
+        out[..., 3] = frames.gripper_distance
+        out[..., 4:7] = frames.obj
+        if out[..., 7:11].size:
+            out[..., 7:11] = Rotation.from_matrix(xmat.reshape(-1, 3, 3)).as_quat().reshape(lead + (4,))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
 # The interface
 # ---------------------------------------------------------------------------------------------
 
@@ -149,7 +213,7 @@ class MetaWorldInterface(EnvironmentInterface):
     central_differences = True
 
     def __init__(self, env, finite_diff_eps: float = 1e-6, max_episodes: int = 4, nthread: int = 2,
-                 cost_family: str | None = None):
+                 cost_family: str | None = None, vectorized: bool = True):
         self.env = env
         self.finite_diff_eps = float(finite_diff_eps)
         self.layout = StateLayout.of(env.model)
@@ -161,13 +225,17 @@ class MetaWorldInterface(EnvironmentInterface):
         self.mocap_high = np.asarray(env.mw.mocap_high, dtype=np.float64)
         self.max_episodes = int(max_episodes)
         self._contexts: OrderedDict = OrderedDict()
+        self.vectorized = bool(vectorized)  # batched rollouts / rewards / observations where supported
+        self._batched: dict = {}  # episode -> _Batched or None (per-state fallback)
         self._nthread = max(1, int(nthread))
         self._rollout = mj_rollout.Rollout(nthread=self._nthread) if self._nthread > 1 else None
         self._cost = make_task_cost(self, cost_family or env.task)
 
     @classmethod
     def from_config(cls, cfg, env) -> "MetaWorldInterface":
-        return cls(env, finite_diff_eps=float(cfg.finite_diff_eps))
+        """Reads `finite_diff_eps` and `mujoco_threads` (threads of the Jacobian rollouts; auto: 2)."""
+        threads = getattr(cfg, "mujoco_threads", "auto")
+        return cls(env, finite_diff_eps=float(cfg.finite_diff_eps), nthread=2 if threads == "auto" else int(threads))
 
     @property
     def tangent_dim(self) -> int:
@@ -187,8 +255,26 @@ class MetaWorldInterface(EnvironmentInterface):
         if episode not in self._contexts:
             self._contexts[episode] = _episode_copy(self.env.mw)
             while len(self._contexts) > self.max_episodes:
-                self._contexts.popitem(last=False)
+                dropped, _ = self._contexts.popitem(last=False)
+                self._batched.pop(dropped, None)
         return self._contexts[episode]
+
+    def batched(self, state) -> _Batched | None:
+        """Batched-path data of the episode of `state`, or None where the per-state path is used."""
+        if not self.vectorized:
+            return None
+        episode = int(state[self.layout.episode])
+        if episode not in self._batched:
+            self._batched[episode] = _Batched.of(self.context(state))
+        return self._batched[episode]
+
+    def _episode_groups(self, states):
+        """(index, first state) per episode present in `states` (an index of all rows when one)."""
+        episodes = states[:, self.layout.episode]
+        if len(episodes) == 0 or np.all(episodes == episodes[0]):
+            return [(slice(None), states[0])] if len(episodes) else []
+        return [(np.flatnonzero(episodes == e), states[np.flatnonzero(episodes == e)[0]])
+                for e in np.unique(episodes)]
 
     # ---- snapshot
     def get_state(self) -> np.ndarray:
@@ -273,14 +359,92 @@ class MetaWorldInterface(EnvironmentInterface):
         return self._advance(state, action, with_reward=True)
 
     def rollout(self, states, actions):
+        """States `(N, T+1, state_dim)` and rewards `(N, T)` (each the sum over the action repeat,
+        float64; the env returns it as float32) of open-loop action sequences `(N, T, 4)`."""
+        return self._simulate(states, actions, with_reward=True)
+
+    def simulate(self, states, actions):
+        return self._simulate(states, actions, with_reward=False)[0]
+
+    def step_batch(self, states, actions):
+        actions = np.asarray(actions, dtype=np.float64)
+        return self._simulate(states, actions[:, None], with_reward=False)[0][:, 1]
+
+    def _simulate(self, states, actions, with_reward: bool):
         states, actions = np.asarray(states, dtype=np.float64), np.asarray(actions, dtype=np.float64)
         N, T = actions.shape[:2]
         X = np.empty((N, T + 1, self.state_dim))
-        R = np.empty((N, T))
+        R = np.zeros((N, T))
+        X[:, 0] = states
+        for idx, first in self._episode_groups(states):
+            batched = self.batched(first)
+            if batched is not None:
+                X[idx], R[idx] = self._rollout_batched(batched, self.context(first), states[idx], actions[idx],
+                                                       with_reward)
+            else:
+                X[idx], R[idx] = self._rollout_per_state(states[idx], actions[idx], with_reward)
+        return X, R
+
+    def _rollout_per_state(self, states, actions, with_reward: bool = True):
+        """The reference path: every agent step through `_advance` (Meta-World's own reward code)."""
+        N, T = actions.shape[:2]
+        X = np.empty((N, T + 1, self.state_dim))
+        R = np.zeros((N, T))
         X[:, 0] = states
         for i in range(N):
             for t in range(T):
-                X[i, t + 1], R[i, t], _ = self._advance(X[i, t], actions[i, t], with_reward=True)
+                X[i, t + 1], R[i, t], _ = self._advance(X[i, t], actions[i, t], with_reward=with_reward)
+        return X, R
+
+    def _rollout_batched(self, b: _Batched, mw, states, actions, with_reward: bool):
+        """Batched path (module docstring) for states of one episode."""
+        L, model, d = self.layout, mw.model, mw.data
+        S, rep, N, T = L.n_integration, self.action_repeat, len(states), actions.shape[1]
+        a = np.clip(actions, -1.0, 1.0)
+        # mocap targets of every env step, as Meta-World computes them (clip(mocap + 0.01 a))
+        mocap = np.empty((N, T, rep, 3))
+        m = states[:, L.mocap_pos].copy()
+        for t in range(T):
+            for k in range(rep):
+                m = np.clip(m + a[:, t, :3] * self.action_scale, self.mocap_low, self.mocap_high)
+                mocap[:, t, k] = m
+        grip = np.ascontiguousarray(a[..., 3])
+        X = np.empty((N, T + 1, self.state_dim))
+        X[:, 0] = states
+        nb, ns = len(b.body_ids), len(b.site_ids)
+        bodies, sites, xmat = np.empty((N, T, rep, nb, 3)), np.empty((N, T, rep, ns, 3)), np.empty((N, T, rep, 9))
+        first_bodies, first_xmat = np.empty((N, nb, 3)), np.empty((N, 9))  # the input states (repeat 1 only)
+        xpos, site_xpos, geom_xmat = d.xpos, d.site_xpos, d.geom_xmat
+        mocap_pos, mocap_quat, ctrl = d.mocap_pos, d.mocap_quat, d.ctrl
+        bids, sids, gid, F = b.body_ids, b.site_ids, b.geom_id, self.frame_skip
+        for i in range(N):
+            mujoco.mj_setState(model, d, X[i, 0, :S], INTEGRATION)
+            if rep == 1:
+                mujoco.mj_kinematics(model, d)
+                first_bodies[i], first_xmat[i] = xpos[bids], geom_xmat[gid]
+            for t in range(T):
+                g = grip[i, t]
+                for k in range(rep):
+                    mocap_pos[0] = mocap[i, t, k]
+                    mocap_quat[0] = MOCAP_QUAT
+                    ctrl[0], ctrl[1] = g, -g
+                    mujoco.mj_step(model, d, nstep=F)
+                    mujoco.mj_forward(model, d)  # as Meta-World does after every env step
+                    bodies[i, t, k], sites[i, t, k], xmat[i, t, k] = xpos[bids], site_xpos[sids], geom_xmat[gid]
+                mujoco.mj_getState(model, d, X[i, t + 1, :S], INTEGRATION)
+        # previous-frame block of each new state: the env step before the agent step's last one
+        if rep >= 2:
+            prev_bodies, prev_xmat = bodies[:, :, rep - 2], xmat[:, :, rep - 2]
+        else:
+            prev_bodies = np.concatenate([first_bodies[:, None], bodies[:, :-1, 0]], axis=1)
+            prev_xmat = np.concatenate([first_xmat[:, None], xmat[:, :-1, 0]], axis=1)
+        X[:, 1:, L.prev] = np.clip(b.blocks(prev_bodies, prev_xmat), b.obs_low[18:36], b.obs_high[18:36])
+        X[:, 1:, L.episode] = states[:, None, L.episode]
+        R = np.zeros((N, T))
+        if with_reward:
+            r = b.reward(mwr.Frames(bodies, sites), np.broadcast_to(grip[:, :, None], (N, T, rep)))
+            for k in range(rep):  # summed in the env's order
+                R = R + r[:, :, k]
         return X, R
 
     def observation(self, state) -> np.ndarray:
@@ -289,6 +453,34 @@ class MetaWorldInterface(EnvironmentInterface):
         self._load(mw, state)
         mujoco.mj_forward(mw.model, mw.data)
         return self._observe(mw, state[self.layout.prev]).astype(np.float32)
+
+    def observations(self, states) -> np.ndarray:
+        """Observations `(N, 39)` float32 of states `(N, state_dim)` (batched where supported)."""
+        states = np.asarray(states, dtype=np.float64)
+        out = np.empty((len(states), OBS_SIZE), dtype=np.float32)
+        for idx, first in self._episode_groups(states):
+            b = self.batched(first)
+            if b is None:
+                out[idx] = np.stack([self.observation(x) for x in states[idx]])
+                continue
+            bodies, _, xmat = self._kinematics(self.context(first), b, states[idx])
+            obs = np.concatenate([b.blocks(bodies, xmat), states[idx][:, self.layout.prev],
+                                  np.broadcast_to(b.goal, (len(bodies), 3))], axis=1)
+            out[idx] = np.clip(obs, b.obs_low, b.obs_high).astype(np.float32)
+        return out
+
+    def _kinematics(self, mw, b: _Batched, states):
+        """Body positions, site positions and object geom frames of states (one episode) after
+        `mj_kinematics` of their qpos (the same positions `mj_forward` computes)."""
+        L, model, d = self.layout, mw.model, mw.data
+        N = len(states)
+        bodies, sites, xmat = np.empty((N, len(b.body_ids), 3)), np.empty((N, len(b.site_ids), 3)), np.empty((N, 9))
+        qpos, xpos, site_xpos, geom_xmat = d.qpos, d.xpos, d.site_xpos, d.geom_xmat
+        for i in range(N):
+            qpos[:] = states[i, L.qpos]
+            mujoco.mj_kinematics(model, d)
+            bodies[i], sites[i], xmat[i] = xpos[b.body_ids], site_xpos[b.site_ids], geom_xmat[b.geom_id]
+        return bodies, sites, xmat
 
     # ---- geometry
     def state_difference(self, x1, x0):
@@ -404,6 +596,14 @@ class MetaWorldInterface(EnvironmentInterface):
         states = np.asarray(states, dtype=np.float64)
         L = self.layout
         out = {name: np.empty((len(states), 3)) for name in ("tcp", "obj", "goal")}
+        groups = self._episode_groups(states)
+        if groups and all(self.batched(first) is not None for _, first in groups):
+            for idx, first in groups:
+                b = self.batched(first)
+                bodies, sites, _ = self._kinematics(self.context(first), b, states[idx])
+                frames = mwr.Frames(bodies, sites)
+                out["tcp"][idx], out["obj"][idx], out["goal"][idx] = frames.tcp, frames.obj, b.goal
+            return out
         for i, x in enumerate(states):
             mw = self.context(x)
             mw.data.qpos[:] = x[L.qpos]
