@@ -6,7 +6,8 @@
   the evaluation, so evaluating never changes the training episodes.
 * Every row carries the classical horizon; train rows add the means over the episode's plans
   of iLQG cost / iterations / time and of simulated and learned scoring time, the iLQG status
-  counts, and the simulator steps used for planning.
+  counts, and the agent steps simulated to score candidates (iLQG's own rollouts are in its
+  time, not in this count).
 """
 from __future__ import annotations
 
