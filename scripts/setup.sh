@@ -22,8 +22,12 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing torch==2.13.0 (CPU)"
   "${PIP[@]}" "${FIND_LINKS[@]}" "torch==2.13.0"
 fi
-if ! "$VENV/bin/python" -c "import tdmpc2, mujoco, dm_control, metaworld, pytest" >/dev/null 2>&1; then
+# (re)install when the venv has not seen this pyproject.toml yet (new or changed dependencies)
+STAMP="$VENV/.hybrid-tdmpc2-installed"
+WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || ! "$VENV/bin/python" -c "import tdmpc2" >/dev/null 2>&1; then
   echo "setup: installing hybrid-tdmpc2 and its dependencies"
   "${PIP[@]}" "${FIND_LINKS[@]}" -e "$ROOT[dev]"
+  echo "$WANT" > "$STAMP"
 fi
 echo "setup: ready ($("$VENV/bin/python" -c 'import torch, mujoco; print(f"torch {torch.__version__}, mujoco {mujoco.__version__}")'))"
