@@ -125,7 +125,7 @@ def finalize(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"Config key 'task': {e}") from None
     _choice(cfg, "obs", ("state",))
     for key in ("episodic", "mpc", "save_csv", "save_video", "save_agent", "enable_wandb",
-                "wandb_silent", "hybrid_mpc"):
+                "wandb_silent", "hybrid_mpc", "resume"):
         _bool(cfg, key)
 
     # ---- numbers

@@ -8,18 +8,39 @@ Loop over agent steps n = 0..steps (inclusive):
   4. step the env and record the transition;
   5. at n == seed_steps run seed_steps updates (pre-training), after that one update per step.
 Training and evaluation share one env. Checkpoints go to <work_dir>/models/ every
-`checkpoint_freq` steps and at the end.
+`checkpoint_freq` steps and at the end (agent weights and optimisers: `checkpoint=PATH` loads
+one).
+
+Resuming. At the first episode boundary at or after every multiple of `checkpoint_freq` (after
+that boundary's evaluation and train row, before the env reset), the trainer also writes
+<work_dir>/resume.pt: the agent's state_dict (model, both optimisers, running scale, hybrid
+schedule step), the replay buffer with its sampling generator, the step counter, the
+pre-training flag, the last update's losses, the RNG states (python, numpy, torch, CUDA, and the
+env's via `env.get_rng_state()` when it has one) and the number of rows of each CSV log. Taking
+it at an episode boundary means no half-finished episode, planner warm start or per-episode
+statistics need saving: the next step resets the env. The file is written atomically (temp
+file, fsync, os.replace, fsync of the directory) after the CSV logs are fsynced, so a crash at
+any moment leaves either the previous or the new checkpoint, each consistent with the logs. At
+the end of training resume.pt becomes a small "complete" marker (no buffer), so the same command
+run again reports the finished run instead of training it again. `tdmpc2.train.run` loads it
+(see `load_resume_state`); `restore()` puts the state back.
 
 A hybrid agent may expose `update_training_step(step)` (called once per agent step before acting)
 and `get_hybrid_info()` (a dict of numbers added to every train/eval log row).
 """
 from __future__ import annotations
 
+import glob
 import math
 import os
+import random
 import time
 
+import numpy as np
 import torch
+
+RESUME_FILE = "resume.pt"
+RESUME_FORMAT = "hybrid-tdmpc2-resume/1"
 
 
 class EpisodeRecord:
@@ -63,22 +84,32 @@ class OnlineTrainer:
         self.cfg, self.env, self.agent, self.buffer, self.logger = cfg, env, agent, buffer, logger
         self.step = 0
         self.pretrained = False
+        self.eval_pending = False
         self._start = time.time()
+        self._elapsed_before = 0.0   # training time of the runs this one resumes
         self._last_update: dict = {}
+        self._resumed_at_boundary = False
+        freq = int(cfg.checkpoint_freq)
+        self._next_resume_step = freq if freq > 0 else None
 
     # ---- main loop
     def train(self) -> str | None:
-        cfg, self._start = self.cfg, time.time()
-        episode, done, eval_pending = None, True, False
+        cfg, self._start = self.cfg, time.time() - self._elapsed_before
+        episode, done = None, True
         while self.step <= cfg.steps:
-            if self.step % cfg.eval_freq == 0:
-                eval_pending = True
+            if self._resumed_at_boundary:  # this boundary's eval, train row and checkpoint are done
+                self._resumed_at_boundary = False
+            else:
+                if self.step % cfg.eval_freq == 0:
+                    self.eval_pending = True
+                if done:
+                    if self.eval_pending:
+                        self.log_eval(self.evaluate())
+                        self.eval_pending = False
+                    if self.step > 0:
+                        self.finish_episode(episode)
+                    self.maybe_save_resume()
             if done:
-                if eval_pending:
-                    self.log_eval(self.evaluate())
-                    eval_pending = False
-                if self.step > 0:
-                    self.finish_episode(episode)
                 episode = EpisodeRecord(self.env.reset(), cfg.action_dim)
             self._notify_step()
             action = self.choose_action(episode)
@@ -87,7 +118,9 @@ class OnlineTrainer:
             self.run_updates()
             self.step += 1
             self.maybe_checkpoint()
-        return self.save_checkpoint("final") if cfg.save_agent else None
+        path = self.save_checkpoint("final") if cfg.save_agent else None
+        self.save_resume(complete=True)
+        return path
 
     def choose_action(self, episode: EpisodeRecord) -> torch.Tensor:
         if self.pretrained:
@@ -184,6 +217,55 @@ class OnlineTrainer:
                 os.remove(tmp)
         return path
 
+    # ---- resuming
+    def maybe_save_resume(self) -> None:
+        """Write resume.pt at this episode boundary if a multiple of checkpoint_freq was passed."""
+        if self._next_resume_step is None or self.step < self._next_resume_step:
+            return
+        freq = int(self.cfg.checkpoint_freq)
+        self._next_resume_step = (self.step // freq + 1) * freq
+        if self.step < self.cfg.steps:
+            self.save_resume()
+
+    def resume_state(self, complete: bool = False) -> dict:
+        """Everything `restore` needs to continue this run from the current episode boundary;
+        a finished run (`complete`) stores no agent or buffer."""
+        from tdmpc2.config import config_to_dict
+
+        state = dict(format=RESUME_FORMAT, complete=complete, step=self.step,
+                     pretrained=self.pretrained, eval_pending=self.eval_pending,
+                     elapsed=time.time() - self._start,
+                     logs=self.logger.row_counts(), config=config_to_dict(self.cfg))
+        if not complete:
+            state.update(agent=self.agent.state_dict(), buffer=self.buffer.state_dict(),
+                         last_update={k: v.detach().cpu() if torch.is_tensor(v) else v
+                                      for k, v in self._last_update.items()},
+                         rng=capture_rng(self.env))
+        return state
+
+    def save_resume(self, complete: bool = False) -> str | None:
+        """Write <work_dir>/resume.pt atomically; agents without `state_dict` (test stubs) skip it."""
+        if not hasattr(self.agent, "state_dict"):
+            return None
+        self.logger.sync()
+        path = os.path.join(str(self.cfg.work_dir), RESUME_FILE)
+        atomic_torch_save(self.resume_state(complete), path)
+        return path
+
+    def restore(self, state: dict) -> None:
+        """Continue from a resume state (`load_resume_state`): the loop restarts at the saved
+        episode boundary with the env reset and every RNG as it was."""
+        self.agent.load_state_dict(state["agent"], "The resume checkpoint")
+        self.buffer.load_state_dict(state["buffer"])
+        self.step, self.pretrained = int(state["step"]), bool(state["pretrained"])
+        self.eval_pending = bool(state["eval_pending"])
+        freq = int(self.cfg.checkpoint_freq)  # may differ from the interrupted run's
+        self._next_resume_step = (self.step // freq + 1) * freq if freq > 0 else None
+        self._elapsed_before = float(state["elapsed"])
+        self._last_update = dict(state["last_update"])
+        self._resumed_at_boundary = self.step > 0
+        restore_rng(state["rng"], self.env)
+
     # ---- helpers
     def _common(self, episode: int | None = None) -> dict:
         elapsed = time.time() - self._start
@@ -198,6 +280,90 @@ class OnlineTrainer:
         """Extra numbers for a `kind` ("train" or "eval") log row from a hybrid agent."""
         info = getattr(self.agent, "get_hybrid_info", None)
         return dict(info()) if info is not None else {}
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """torch.save to a temp file in the same directory, fsync, rename over `path`, fsync the
+    directory: `path` is always either the old or the new complete file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(work_dir: str) -> None:
+    """Temp files of checkpoints a killed run was writing (never read; safe to delete)."""
+    for pattern in (f"{RESUME_FILE}.tmp.*", os.path.join("models", "*.pt.tmp*")):
+        for path in glob.glob(os.path.join(glob.escape(work_dir), pattern)):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+
+
+def capture_rng(env) -> dict:
+    """The RNG states of python, numpy, torch (CPU, and CUDA when in use) and of `env`, in a
+    form `torch.load(weights_only=True)` accepts (numpy arrays become lists)."""
+    state = {"python": random.getstate(), "numpy": _to_plain(np.random.get_state()),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if hasattr(env, "get_rng_state"):
+        state["env"] = _to_plain(env.get_rng_state())
+    return state
+
+
+def restore_rng(state: dict, env) -> None:
+    random.setstate(_python_rng_state(state["python"]))
+    np.random.set_state(_from_plain(state["numpy"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        states = state["cuda"]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+    if "env" in state and hasattr(env, "set_rng_state"):
+        env.set_rng_state(_from_plain(state["env"]))
+
+
+def _python_rng_state(state):
+    version, internal, gauss = state
+    return int(version), tuple(int(x) for x in internal), gauss
+
+
+def _to_plain(value):
+    """numpy arrays and scalars -> tagged python lists/numbers, recursively."""
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_plain(v) for v in value)
+    return value
+
+
+def _from_plain(value):
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.asarray(value["__ndarray__"], dtype=value["dtype"])
+        return {k: _from_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_from_plain(v) for v in value)
+    return value
 
 
 def _nanmean(values) -> float:

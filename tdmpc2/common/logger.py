@@ -9,6 +9,11 @@ Files in the work dir:
 tables, spec 11). Rows are appended and flushed at once, so a crash loses nothing; a field that
 first appears later (e.g. hybrid statistics) widens the file's header in place.
 
+Resuming (`Logger(cfg, resume_rows={"train": n, "eval": m})`) keeps the first n / m rows of the
+existing files and drops the rest (rows written after the checkpoint that is being resumed),
+so a resumed run's CSVs have neither duplicated nor missing rows. `sync()` fsyncs both files;
+the trainer calls it before writing a checkpoint, so every row a checkpoint counts is on disk.
+
 This module only records what the trainer hands it; it never touches the agent.
 """
 from __future__ import annotations
@@ -34,12 +39,54 @@ def to_number(value):
 
 
 class CsvLog:
-    """An append-only CSV file whose header grows when a new field appears."""
+    """An append-only CSV file whose header grows when a new field appears.
 
-    def __init__(self, path: str, leading=CSV_LEADING):
-        self.path, self.fields = path, list(leading)
-        if os.path.exists(path):
-            os.remove(path)
+    `keep_rows=None` starts a new file (an old one is removed); `keep_rows=n` continues an
+    existing file after its first n data rows, dropping any later ones."""
+
+    def __init__(self, path: str, leading=CSV_LEADING, keep_rows: int | None = None):
+        self.path, self.fields, self.rows = path, list(leading), 0
+        self.missing_rows = 0  # rows a resumed checkpoint counted that the file no longer has
+        if keep_rows is None:
+            if os.path.exists(path):
+                os.remove(path)
+        else:
+            self._truncate(int(keep_rows))
+
+    def _truncate(self, keep: int) -> None:
+        rows, fields = [], []
+        if os.path.exists(self.path):
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                fields = list(reader.fieldnames or [])
+                for row in reader:
+                    if len(rows) == keep:
+                        break
+                    rows.append(row)
+        self.fields += [k for k in fields if k not in self.fields]
+        self.rows, self.missing_rows = len(rows), keep - len(rows)
+        if not rows:
+            if os.path.exists(self.path):
+                os.remove(self.path)
+            return
+        self._rewrite(rows)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        """Replace the file by `rows` under the current header, atomically."""
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields, restval="", extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def sync(self) -> None:
+        """Force the rows written so far to disk."""
+        if os.path.exists(self.path):
+            with open(self.path, "a") as f:
+                os.fsync(f.fileno())
 
     def write(self, row: dict) -> None:
         new = [k for k in row if k not in self.fields]
@@ -52,6 +99,7 @@ class CsvLog:
                 writer.writeheader()
             writer.writerow({k: row.get(k, "") for k in self.fields})
             f.flush()
+        self.rows += 1
 
     def _widen(self, new_fields: list[str]) -> None:
         rows = []
@@ -59,12 +107,10 @@ class CsvLog:
             with open(self.path, newline="") as f:
                 rows = list(csv.DictReader(f))
         self.fields += new_fields
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+        if rows:
+            self._rewrite(rows)
+        elif os.path.exists(self.path):  # a header without rows
+            os.remove(self.path)
 
 
 class VideoRecorder:
@@ -103,12 +149,14 @@ class VideoRecorder:
 class Logger:
     """Writes train/eval metrics of one run; `log(metrics, "train" | "eval")`."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, resume_rows: dict | None = None):
         self.work_dir = str(cfg.work_dir)
         os.makedirs(self.work_dir, exist_ok=True)
         self.action_repeat, self.total_steps = int(cfg.action_repeat), int(cfg.steps)
         self.save_csv = bool(cfg.save_csv)
-        self.csv = {cat: CsvLog(os.path.join(self.work_dir, f"{cat}.csv")) for cat in ("train", "eval")}
+        self.csv = {cat: CsvLog(os.path.join(self.work_dir, f"{cat}.csv"),
+                                keep_rows=None if resume_rows is None else resume_rows.get(cat, 0))
+                    for cat in ("train", "eval")}
         self.video = (VideoRecorder(os.path.join(self.work_dir, "videos"))
                       if cfg.save_video else None)
         self._wandb = _init_wandb(cfg) if cfg.enable_wandb else None
@@ -124,6 +172,16 @@ class Logger:
             self._wandb.log({f"{category}/{k}": v for k, v in row.items()
                              if isinstance(v, (int, float))}, step=int(row["step"]))
         print(self._console_line(row, category), flush=True)
+
+    def row_counts(self) -> dict[str, int]:
+        """Data rows written to each CSV file (what a checkpoint records for resuming)."""
+        return {cat: log.rows for cat, log in self.csv.items()}
+
+    def sync(self) -> None:
+        """fsync the CSV files (called before a checkpoint is written)."""
+        if self.save_csv:
+            for log in self.csv.values():
+                log.sync()
 
     def progress(self, text: str) -> None:
         """A free-form console line (e.g. seed-phase pretraining progress)."""

@@ -85,7 +85,11 @@ class MetaWorldEnv:
     def data(self):
         return self.mw.data
 
-    def reset(self) -> torch.Tensor:
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Start an episode; `seed` reseeds the object/goal generator first (evaluation uses it
+        to give several planners the same episodes)."""
+        if seed is not None:
+            self.mw.np_random = np.random.Generator(np.random.PCG64(int(seed) % 2**32))
         obs, _ = self.mw.reset()
         self.episode_index += 1
         self.last_inner_obs = self.mw.step(np.zeros(4))[0]  # the reference's extra step (discarded)
@@ -106,6 +110,14 @@ class MetaWorldEnv:
 
     def rand_act(self) -> torch.Tensor:
         return torch.as_tensor(self._rng.uniform(-1.0, 1.0, 4), dtype=torch.float32)
+
+    def get_rng_state(self) -> dict:
+        """Every RNG of the env (object/goal sampling and `rand_act`), for exact resumption."""
+        return {"task": self.mw.np_random.bit_generator.state, "rand_act": self._rng.bit_generator.state}
+
+    def set_rng_state(self, state: dict) -> None:
+        self.mw.np_random.bit_generator.state = state["task"]
+        self._rng.bit_generator.state = state["rand_act"]
 
     def render(self, width: int = 384, height: int = 384) -> np.ndarray:
         """RGB frame (height, width, 3) from camera `corner2` moved to the reference's pose."""
