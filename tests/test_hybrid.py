@@ -189,3 +189,19 @@ def test_train_hybrid_cli_from_package_dir_logs_both_planners(tmp_path):
                            == int(r["hybrid_plans"]) for r in planned)
     assert float(planned[-1]["planning_sim_steps"]) > 0
     assert not os.path.exists(os.path.join(repo, "tdmpc2", "train_hybrid.log"))
+
+
+def test_task_without_interface_warns_once_and_plans_as_td_mpc2():
+    import tdmpc2.hybrid_tdmpc2 as module
+
+    module._WARNED.clear()
+    cfg = load_config(task="cheetah-jump", hybrid_mpc=True, **{**SMALL, "num_elites": 4})
+    env = make_env(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        agent = HybridTDMPC2(cfg, env)
+        HybridTDMPC2(cfg, env)
+    messages = [str(w.message) for w in caught if "no simulator interface" in str(w.message)]
+    assert len(messages) == 1 and "cheetah-jump" in messages[0]
+    assert agent.hybrid is None and agent.classical_horizon == 0
+    assert agent.act(env.reset(), t0=True).shape == (6,)
