@@ -106,14 +106,16 @@ class HybridMPC:
         self._warm = np.concatenate([U[1:], U[-1:]])
         ilqg_time = time.perf_counter() - start
 
-        # 2. policy tails from the nominal's state at H_c, and the initial sampling distribution
+        # 2. the nominal prefix, simulated once (its return and latent serve every iteration),
+        #    policy tails from its latent at H_c, and the initial sampling distribution
         timer = _Timer()
+        nominal = torch.as_tensor(U, dtype=torch.float32, device=dev)  # exactly candidate 0's prefix
         with timer("sim"):
-            z_nominal = self._prefix_latents(x0, U[None])[1]
+            nominal_return, z_nominal = self._prefix_latents(x0, nominal[None].double().cpu().numpy())
         P = cfg.num_pi_trajs
         pi_tails = agent.policy_trajectories(z_nominal, H, P)
         mean = torch.zeros(Hc + H, A, device=dev)
-        mean[:Hc] = torch.as_tensor(U, dtype=torch.float32, device=dev)
+        mean[:Hc] = nominal
         if not t0 and self._prev_mean is not None:
             shifted = self._prev_mean[1:]
             tail = shifted[Hc:Hc + H]
@@ -130,15 +132,18 @@ class HybridMPC:
         actions = torch.empty(Hc + H, N, A, device=dev)
         actions[Hc:, 1:fixed] = pi_tails
         prefixes = torch.empty(Hc, M + 1, A, device=dev)
-        prefixes[:, 0] = mean[:Hc]
+        prefixes[:, 0] = nominal
         sim_steps = Hc
         for _ in range(cfg.mppi_iterations):
             sample_actions(mean[:Hc], std[:Hc], M, out=prefixes[:, 1:])
             actions[:Hc] = prefixes[:, group]
             actions[Hc:, 0] = mean[Hc:]
             sample_actions(mean[Hc:], std[Hc:], N - fixed, out=actions[Hc:, fixed:])
-            values = self._score(x0, prefixes, group, actions[Hc:], timer)
-            sim_steps += (M + 1) * Hc
+            with timer("sim"):
+                returns, z = self._prefix_latents(x0, prefixes[:, 1:].transpose(0, 1).double().cpu().numpy())
+            values = self._hybrid_value(torch.cat([nominal_return, returns]), torch.cat([z_nominal, z]),
+                                        group, actions[Hc:], Hc, timer)
+            sim_steps += M * Hc
             nominal_value = values[0, 0].clone()
             plan = elite_update(actions, values, cfg.num_elites, cfg.temperature, cfg.min_std, cfg.max_std)
             mean, std = plan.mean, plan.std
@@ -192,12 +197,11 @@ class HybridMPC:
                               device=agent.device)
         return returns, agent.model.encode(obs)
 
-    def _score(self, x0, prefixes: torch.Tensor, group: torch.Tensor, tails: torch.Tensor, timer) -> torch.Tensor:
-        """Hybrid values (N, 1) of candidates whose prefix is prefixes[:, group] (H_c, M', A) and
-        whose learned tail is tails (H, N, A)."""
-        Hc = prefixes.shape[0]
-        with timer("sim"):
-            returns, z = self._prefix_latents(x0, prefixes.transpose(0, 1).double().cpu().numpy())
+    def _hybrid_value(self, returns: torch.Tensor, z: torch.Tensor, group: torch.Tensor,
+                      tails: torch.Tensor, Hc: int, timer) -> torch.Tensor:
+        """Hybrid values (N, 1) of candidates whose simulated H_c-step prefix is number group[i]
+        (discounted true returns (M',), latents at H_c (M', D)) and whose learned tail is
+        tails (H, N, A)."""
         with timer("learned"):
             tail_values = self.agent.estimate_value(z, tails, group)
         return returns[group].unsqueeze(-1) + self.agent.discount ** Hc * tail_values
@@ -208,9 +212,9 @@ class HybridMPC:
         own from x0 (default: the live state)."""
         Hc = self._h if horizon is None else int(horizon)
         x0 = self.interface.get_state() if x0 is None else x0
-        N = actions.shape[1]
-        group = torch.arange(N, device=actions.device)
-        return self._score(x0, actions[:Hc], group, actions[Hc:], _Timer())
+        group = torch.arange(actions.shape[1], device=actions.device)
+        returns, z = self._prefix_latents(x0, actions[:Hc].transpose(0, 1).double().cpu().numpy())
+        return self._hybrid_value(returns, z, group, actions[Hc:], Hc, _Timer())
 
 
 class _Timer:

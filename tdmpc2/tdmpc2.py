@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from tdmpc2.common import math as m
+from tdmpc2.common.checkpoint import atomic_torch_save
 from tdmpc2.common.device import resolve_device
 from tdmpc2.common.mppi import EliteUpdate, elite_update, gumbel_select, sample_actions
 from tdmpc2.common.scale import RunningScale
@@ -239,12 +240,7 @@ class TDMPC2:
         state["config"] = OmegaConf.to_container(self.cfg, resolve=True)
         if extra:
             state.update(extra)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp.{os.getpid()}"
-        torch.save(state, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_torch_save(state, path)
 
     def load(self, path_or_state) -> dict[str, Any]:
         """Load a checkpoint written by `save` (path) or a state dict; returns the raw state."""

@@ -39,6 +39,8 @@ import time
 import numpy as np
 import torch
 
+from tdmpc2.common.checkpoint import atomic_torch_save
+
 RESUME_FILE = "resume.pt"
 RESUME_FORMAT = "hybrid-tdmpc2-resume/1"
 
@@ -204,17 +206,11 @@ class OnlineTrainer:
             self.save_checkpoint(f"step_{self.step}")
 
     def save_checkpoint(self, name: str) -> str:
-        """Save the agent to <work_dir>/models/<name>.pt atomically (temp file + os.replace)."""
+        """Save the agent's weights to <work_dir>/models/<name>.pt (`agent.save` writes atomically)."""
         directory = os.path.join(str(self.cfg.work_dir), "models")
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, f"{name}.pt")
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
-            self.agent.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        self.agent.save(path)
         return path
 
     # ---- resuming
@@ -280,28 +276,6 @@ class OnlineTrainer:
         """Extra numbers for a `kind` ("train" or "eval") log row from a hybrid agent."""
         info = getattr(self.agent, "get_hybrid_info", None)
         return dict(info()) if info is not None else {}
-
-
-def atomic_torch_save(obj, path: str) -> None:
-    """torch.save to a temp file in the same directory, fsync, rename over `path`, fsync the
-    directory: `path` is always either the old or the new complete file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temp_files(work_dir: str) -> None:

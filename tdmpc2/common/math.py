@@ -21,10 +21,6 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.expm1(x.abs())
 
 
-def bin_centres(vmin: float, vmax: float, num_bins: int, device=None) -> torch.Tensor:
-    return torch.linspace(vmin, vmax, num_bins, device=device)
-
-
 def two_hot(x: torch.Tensor, vmin: float, vmax: float, num_bins: int) -> torch.Tensor:
     """Two-hot encoding of scalars x (..., 1) -> (..., N) in symlog space (spec 3)."""
     bin_size = (vmax - vmin) / (num_bins - 1)
