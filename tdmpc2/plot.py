@@ -14,17 +14,32 @@ One figure per task, `<out>/<task>.png` and `.svg` (default out: `plots/`), two 
     `episode_success`) against ENV steps (`env_step` = 2 x agent steps, the unit of the
     reference curves). Hybrid runs give two curves: the hybrid planner (`episode_reward`) and
     the learned-only planner evaluated on the same episodes (`learned_episode_reward`, same
-    colour, dotted, square markers). Plain
-    TD-MPC2 runs give one. Reference curves (TD-MPC2, SAC, DreamerV3 from
-    `tdmpc2/reference_results/`) are dashed. The x-axis ends at the longest of our runs
-    (`--xmax` to change).
+    colour, dotted, square markers). Plain TD-MPC2 runs give one. Curves are the mean over seeds
+    at each evaluation step; the band is the 95% percentile bootstrap confidence interval of that
+    mean (2,000 resamples of the seeds, fixed RNG, so plots are reproducible); a step with a
+    single seed has no band. Reference results (TD-MPC2, SAC, DreamerV3 from
+    `tdmpc2/reference_results/`) are drawn where they were measured: a marker with a 95% CI error
+    bar at each of their own evaluation steps inside the plotted range, joined only between
+    measured points, never extended to the edge; the legend says so. The x-axis ends at the
+    longest of our runs (`--xmax` to change).
   * right, the classical horizon H_c of the hybrid runs over training (train.csv, one row per
     episode; eval.csv when train.csv lacks it).
-Curves are the mean over seeds at each evaluation step; the band is the 95% percentile
-bootstrap confidence interval of that mean (2,000 resamples of the seeds, fixed RNG, so plots
-are reproducible); a step with a single seed has no band. `<out>/summary.csv` lists, per task and
-curve, the last evaluation inside the plotted range: env_step, number of seeds, mean and the
-interval (for a reference curve: its last evaluation at or before the right end of the x-axis).
+
+One aggregate figure over all plotted tasks, `<out>/aggregate.png` and `.svg`
+(tdmpc2/aggregate_metrics.py, with rliable; Agarwal et al., NeurIPS 2021). Scores are normalised
+to [0, 1] (DMControl return / 1000, Meta-World success). Panels: the IQM against env steps with
+95% stratified-bootstrap confidence bands (reference methods as markers with error bars at their
+own steps), and at the last env step every curve of ours shares: IQM, mean and optimality gap
+with their intervals, and the performance profile (fraction of runs above each score). A curve is
+aggregated at the steps where every task was evaluated; a method missing a task is left out (note
+on stderr). `--reps` sets the bootstrap resamples (default 2,000). Files: `aggregate.csv` (the
+three statistics at every step, per curve), `aggregate_profile.csv` (the profiles).
+
+`<out>/summary.csv` has one row per (task, curve, statistic): for each task and curve the mean
+over seeds at the last evaluation of our runs (for a reference curve: its last evaluation at or
+before the right end of the x-axis), and for task `aggregate` the IQM, mean and optimality gap at
+the step of the aggregate panels. Columns: task, curve, source (ours or reference), statistic,
+env_step, tasks, seeds (runs, over all tasks for the aggregate), value, ci_low, ci_high.
 
 Method labels: "hybrid" or "TD-MPC2 (ours)", followed by the exp_name in brackets when it is not
 "default"; `key=value` parts shared by every non-default exp_name of a task (e.g. a sweep's fixed
@@ -46,6 +61,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
+
+from tdmpc2 import aggregate_metrics as am  # noqa: E402
 
 REFERENCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference_results")
 REFERENCE_NAMES = {"tdmpc2": "TD-MPC2 (reference)", "sac": "SAC (reference)",
@@ -207,75 +224,113 @@ def method_labels(methods: list[tuple[str, bool]]) -> dict[tuple[str, bool], str
     return labels if len(set(labels.values())) == len(labels) else labels_without(set())
 
 
-# ---------------------------------------------------------------- plotting
-def plot_task(task: str, runs: list[Run], out_dir: str, references: list[str],
-              xmax: float | None = None, formats=("png", "svg")) -> tuple[list[str], list[dict]]:
-    """Draw one task's figure; returns the files written and the summary rows."""
-    success = is_metaworld(task)
-    metric = "episode_success" if success else "episode_reward"
-    fig, (ax, ax_h) = plt.subplots(1, 2, figsize=(12.5, 4.6), gridspec_kw=dict(width_ratios=[2.2, 1]))
-    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
-    summary = []
-
-    def draw(label, agg, color, dashed=False, source="ours", summary_until=None, dotted=False):
-        if agg.empty:
-            return
-        style = "--" if dashed else ":" if dotted else "-"
-        marker = None if dashed or len(agg) > 30 else "s" if dotted else "o"
-        ax.plot(agg["x"], agg["mean"], style, color=color, marker=marker, markersize=3.5, lw=1.8,
-                label=f"{label} (n={int(agg['n'].max())})")
-        band = agg.dropna(subset=["low", "high"])
-        if not band.empty:
-            ax.fill_between(band["x"], band["low"], band["high"], color=color, alpha=0.18 if not dashed else 0.1,
-                            lw=0)
-        shown = agg[agg["x"] <= summary_until] if summary_until is not None else agg
-        if shown.empty:
-            return
-        last = shown.iloc[-1]
-        summary.append(dict(task=task, curve=label, source=source, env_step=int(last["x"]), seeds=int(last["n"]),
-                            mean=last["mean"], ci_low=last["low"], ci_high=last["high"]))
-
+# ---------------------------------------------------------------- curves of one method
+def method_groups(runs: list[Run]) -> dict[tuple[str, bool], list[Run]]:
+    """Runs grouped by method, in a stable order (exp_name, hybrid, seed)."""
     groups: dict[tuple[str, bool], list[Run]] = {}
     for run in sorted(runs, key=lambda r: (r.exp_name, r.hybrid, r.seed)):
         groups.setdefault(run.method, []).append(run)
+    return groups
+
+
+def metric_of(task: str) -> str:
+    return "episode_success" if is_metaworld(task) else "episode_reward"
+
+
+def method_series(method: tuple[str, bool], label: str) -> list[tuple[str, str, bool]]:
+    """(curve label, eval.csv column prefix, dotted) of a method: a hybrid method gives the hybrid
+    planner and the learned-only planner evaluated on the same episodes."""
+    if not method[1]:
+        return [(label, "", False)]
+    return [(label + " - hybrid planner", "", False), (label + " - learned-only eval", "learned_", True)]
+
+
+def run_curves(members: list[Run], column: str) -> list[pd.DataFrame]:
+    return [c for r in members if (c := curve(r.eval, "env_step", column)) is not None]
+
+
+# ---------------------------------------------------------------- reference curves as measured
+def reference_points(agg: pd.DataFrame, right: float | None) -> pd.DataFrame:
+    """The evaluations of a reference curve that lie on the plotted range [0, right]: nothing
+    is interpolated or extended, so a curve is only drawn between steps that were measured."""
+    return agg if right is None else agg[agg["x"] <= right]
+
+
+def grid_text(steps) -> str:
+    """'every 100k env steps' for a regular evaluation grid, else 'at its own evaluation steps'."""
+    gaps = np.diff(np.unique(np.asarray(steps, dtype=float)))
+    if gaps.size and np.allclose(gaps, gaps[0]):
+        return f"every {EngFormatter(sep='').format_eng(gaps[0])} env steps"
+    return "at its own evaluation steps"
+
+
+def draw_reference(ax, name: str, points: pd.DataFrame, color: str, grid: str, n: int) -> None:
+    """Markers with 95% CI error bars at the measured steps, joined by a thin dashed line."""
+    if points.empty:
+        return
+    below = (points["mean"] - points["low"]).fillna(0.0).clip(lower=0.0).to_numpy(float)
+    above = (points["high"] - points["mean"]).fillna(0.0).clip(lower=0.0).to_numpy(float)
+    ax.errorbar(points["x"].to_numpy(float), points["mean"].to_numpy(float), yerr=np.stack([below, above]),
+                fmt="D", ls=(0, (4, 3)), lw=0.9, ms=4, capsize=2.5, color=color,
+                label=f"{name} (n={n}): measured {grid}, bars = 95% CI")
+
+
+def summary_row(task: str, label: str, source: str, statistic: str, x, n, value, low, high, tasks=1) -> dict:
+    return dict(task=task, curve=label, source=source, statistic=statistic, env_step=int(x), tasks=tasks,
+                seeds=int(n), value=float(value), ci_low=float(low), ci_high=float(high))
+
+
+# ---------------------------------------------------------------- one figure per task
+def task_figure(task: str, runs: list[Run], references: list[str], xmax: float | None = None):
+    """One task's figure (curves and the H_c panel) and its summary rows; nothing is written."""
+    success = is_metaworld(task)
+    metric = metric_of(task)
+    fig, (ax, ax_h) = plt.subplots(1, 2, figsize=(12.5, 4.6), gridspec_kw=dict(width_ratios=[2.2, 1]))
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+    our_max = max((float(r.eval["env_step"].max()) for r in runs), default=None)
+    right = xmax if xmax is not None else our_max
+    summary = []
+
+    def add_reference_summary(label, agg):  # its last evaluation at or before the right end
+        shown = reference_points(agg, right)
+        if not shown.empty:
+            last = shown.iloc[-1]
+            summary.append(summary_row(task, label, "reference", "mean", last["x"], last["n"], last["mean"],
+                                       last["low"], last["high"]))
+
+    groups = method_groups(runs)
     labels = method_labels(list(groups))
     horizon_drawn = False
     for method, members in groups.items():
-        label = labels[method]
         color = next(colors)
-        draw(label + (" - hybrid planner" if method[1] else ""),
-             aggregate([c for r in members if (c := curve(r.eval, "env_step", metric)) is not None]), color)
+        for label, prefix, dotted in method_series(method, labels[method]):
+            agg = aggregate(run_curves(members, prefix + metric))
+            if agg.empty:
+                continue
+            marker = None if len(agg) > 30 else "s" if dotted else "o"
+            ax.plot(agg["x"], agg["mean"], ":" if dotted else "-", color=color, marker=marker, markersize=3.5,
+                    lw=1.8, label=f"{label} (n={int(agg['n'].max())})")
+            band = agg.dropna(subset=["low", "high"])
+            if not band.empty:
+                ax.fill_between(band["x"], band["low"], band["high"], color=color, alpha=0.18, lw=0)
+            last = agg.iloc[-1]  # our runs: their last evaluation
+            summary.append(summary_row(task, label, "ours", "mean", last["x"], last["n"], last["mean"], last["low"],
+                                       last["high"]))
         if method[1]:
-            learned = [c for r in members if (c := curve(r.eval, "env_step", f"learned_{metric}")) is not None]
-            draw(label + " - learned-only eval", aggregate(learned), color, dotted=True)
-            horizons = []
-            for r in members:  # eval rows (from step 0) and train rows (one per episode)
-                parts = [c for c in (curve(r.eval, "env_step", "classical_horizon"),
-                                     curve(r.train, "env_step", "classical_horizon")) if c is not None]
-                if parts:
-                    horizons.append(pd.concat(parts).drop_duplicates("x").sort_values("x"))
-            agg = aggregate(horizons)
-            if not agg.empty:
-                ax_h.step(agg["x"], agg["mean"], where="post", color=color, lw=1.8, label=label)
-                band = agg.dropna(subset=["low", "high"])
-                if not band.empty:
-                    ax_h.fill_between(band["x"], band["low"], band["high"], step="post", color=color,
-                                      alpha=0.18, lw=0)
-                horizon_drawn = True
+            horizon_drawn |= draw_horizon(ax_h, members, color, labels[method])
 
-    our_max = max((float(r.eval["env_step"].max()) for r in runs), default=None)
-    right = xmax if xmax is not None else our_max
     for method in references:
-        ref = aggregate(load_reference(method, task))
-        if xmax is None and our_max is not None and not ref.empty:  # keep one point past the range
-            beyond = ref[ref["x"] > our_max]
-            ref = pd.concat([ref[ref["x"] <= our_max], beyond.head(1)])
-        draw(REFERENCE_NAMES.get(method, method), ref, REFERENCE_COLORS.get(method, "0.5"), dashed=True,
-             source="reference", summary_until=right)
+        agg = aggregate(load_reference(method, task))
+        if agg.empty:
+            continue
+        name = REFERENCE_NAMES.get(method, method)
+        draw_reference(ax, name, reference_points(agg, right), REFERENCE_COLORS.get(method, "0.5"),
+                       grid_text(agg["x"]), int(agg["n"].max()))
+        add_reference_summary(name, agg)
 
     if right:
-        ax.set_xlim(0, right)
-        ax_h.set_xlim(0, right)
+        ax.set_xlim(0, right * 1.02)
+        ax_h.set_xlim(0, right * 1.02)
     for axis in (ax, ax_h):
         axis.xaxis.set_major_formatter(EngFormatter(sep=""))
         axis.set_xlabel("environment steps")
@@ -283,9 +338,9 @@ def plot_task(task: str, runs: list[Run], out_dir: str, references: list[str],
     ax.set_ylabel("success rate" if success else "episode return")
     if success:
         ax.set_ylim(-0.03, 1.03)
-    ax.set_title(f"{task}: mean over seeds, band = 95% bootstrap CI of the mean", fontsize=10)
-    if ax.lines:
-        ax.legend(fontsize=7.5, loc="best")
+    ax.set_title(f"{task}: mean over seeds, band/bars = 95% bootstrap CI of the mean", fontsize=10)
+    if ax.lines or ax.containers:
+        ax.legend(fontsize=7, loc="best")
     ax_h.set_title("classical horizon H_c (hybrid runs)", fontsize=10)
     ax_h.set_ylabel("H_c (agent steps)")
     if horizon_drawn:
@@ -294,30 +349,193 @@ def plot_task(task: str, runs: list[Run], out_dir: str, references: list[str],
     else:
         ax_h.text(0.5, 0.5, "no hybrid runs", ha="center", va="center", transform=ax_h.transAxes, color="0.4")
     fig.tight_layout()
+    return fig, summary
+
+
+def draw_horizon(ax_h, members: list[Run], color: str, label: str) -> bool:
+    """H_c of a hybrid method over training (eval rows from step 0, train rows once per episode)."""
+    horizons = []
+    for r in members:
+        parts = [c for c in (curve(r.eval, "env_step", "classical_horizon"),
+                             curve(r.train, "env_step", "classical_horizon")) if c is not None]
+        if parts:
+            horizons.append(pd.concat(parts).drop_duplicates("x").sort_values("x"))
+    agg = aggregate(horizons)
+    if agg.empty:
+        return False
+    ax_h.step(agg["x"], agg["mean"], where="post", color=color, lw=1.8, label=label)
+    band = agg.dropna(subset=["low", "high"])
+    if not band.empty:
+        ax_h.fill_between(band["x"], band["low"], band["high"], step="post", color=color, alpha=0.18, lw=0)
+    return True
+
+
+def save_figure(fig, out_dir: str, name: str, formats) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for fmt in formats:
-        path = os.path.join(out_dir, f"{task}.{fmt}")
+        path = os.path.join(out_dir, f"{name}.{fmt}")
         fig.savefig(path, dpi=130)
         paths.append(path)
     plt.close(fig)
-    return paths, summary
+    return paths
 
 
+def plot_task(task: str, runs: list[Run], out_dir: str, references: list[str],
+              xmax: float | None = None, formats=("png", "svg")) -> tuple[list[str], list[dict]]:
+    """Draw and save one task's figure; returns the files written and the summary rows."""
+    fig, summary = task_figure(task, runs, references, xmax)
+    return save_figure(fig, out_dir, task, formats), summary
+
+
+# ---------------------------------------------------------------- aggregate over tasks (rliable)
+@dataclass
+class AggregateInput:
+    label: str
+    source: str  # "ours" or "reference"
+    runs_by_task: dict[str, list[pd.DataFrame]]
+    dotted: bool = False
+    color: str | None = None
+
+
+def aggregate_inputs(runs: list[Run], tasks: list[str], references: list[str]) -> list[AggregateInput]:
+    """Every curve that has runs on all `tasks`: each method of ours (hybrid methods twice: the
+    hybrid and the learned-only planner) and each reference method. Methods missing a task are
+    left out, with a note on stderr."""
+    groups = method_groups([r for r in runs if r.task in tasks])
+    labels = method_labels(list(groups))
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+    inputs = []
+    for method, members in groups.items():
+        color = next(colors)
+        by_task = {t: [r for r in members if r.task == t] for t in tasks}
+        missing = [t for t, rs in by_task.items() if not rs]
+        if missing:
+            print(f"aggregate: {labels[method]} left out (no runs on {', '.join(missing)})", file=sys.stderr)
+            continue
+        for label, prefix, dotted in method_series(method, labels[method]):
+            series = {t: run_curves(rs, prefix + metric_of(t)) for t, rs in by_task.items()}
+            if all(series.values()):
+                inputs.append(AggregateInput(label, "ours", series, dotted, color))
+    for method in references:
+        series = {t: load_reference(method, t) for t in tasks}
+        if all(series.values()):
+            inputs.append(AggregateInput(REFERENCE_NAMES.get(method, method), "reference", series,
+                                         color=REFERENCE_COLORS.get(method, "0.5")))
+    return inputs
+
+
+def final_step(tables: dict[str, pd.DataFrame], inputs: list[AggregateInput], right: float | None):
+    """The last env step (within the plotted range) at which every curve of ours has aggregate
+    values; None when they share none."""
+    steps = [set(tables[i.label]["env_step"]) for i in inputs if i.source == "ours"]
+    if not steps:
+        return None
+    common = [x for x in set.intersection(*steps) if right is None or x <= right]
+    return max(common) if common else None
+
+
+def aggregate_figure(inputs: list[AggregateInput], tasks: list[str], xmax: float | None = None,
+                     reps: int = RESAMPLES):
+    """IQM against env steps, the three statistics and the performance profile at the last
+    common step. Returns the figure, the summary rows and the full tables (curves, profiles)."""
+    tables = {i.label: am.aggregate_curve(i.runs_by_task, reps=reps) for i in inputs}
+    ours = [float(t["env_step"].max()) for i in inputs if i.source == "ours" and not (t := tables[i.label]).empty]
+    right = xmax if xmax is not None else max(ours, default=None)
+    step = final_step(tables, inputs, right)
+    at_step = [i for i in inputs if step is not None and step in set(tables[i.label]["env_step"])]
+    finals = {i.label: tables[i.label][tables[i.label]["env_step"] == step].set_index("statistic") for i in at_step}
+    profiles = {i.label: am.performance_profile(i.runs_by_task, step, reps=reps) for i in at_step}
+
+    fig = plt.figure(figsize=(14, 8.2))
+    grid = fig.add_gridspec(2, 3, height_ratios=[1.25, 1])
+    draw_iqm_curves(fig.add_subplot(grid[0, :2]), inputs, tables, right, tasks)
+    draw_profiles(fig.add_subplot(grid[0, 2]), at_step, profiles, step)
+    for k, name in enumerate(am.STATISTICS):
+        draw_intervals(fig.add_subplot(grid[1, k]), at_step, finals, name, with_labels=k == 0)
+    fig.suptitle(f"{len(tasks)} task(s): scores = DMControl return / 1000, Meta-World success; statistics "
+                 f"{step_text(step)} (rliable)", fontsize=10)
+    fig.tight_layout()
+
+    summary = [summary_row("aggregate", i.label, i.source, name, step, r["runs"], r["value"], r["ci_low"],
+                           r["ci_high"], tasks=len(tasks))
+               for i in at_step for name, r in finals[i.label].loc[list(am.STATISTICS)].iterrows()]
+    curves = pd.concat([tables[i.label].assign(curve=i.label, source=i.source) for i in inputs], ignore_index=True)
+    profile_table = pd.concat([profiles[i.label].assign(curve=i.label, source=i.source, env_step=step)
+                               for i in at_step], ignore_index=True) if at_step else None
+    return fig, summary, curves, profile_table
+
+
+def step_text(step) -> str:
+    return f"at {EngFormatter(sep='').format_eng(step)} env steps" if step is not None else "(no common step)"
+
+
+def draw_iqm_curves(ax, inputs: list[AggregateInput], tables: dict[str, pd.DataFrame], right, tasks) -> None:
+    """IQM against env steps: ours as lines with CI bands, references as markers at their steps."""
+    for item in inputs:
+        iqm = tables[item.label].query("statistic == 'IQM'")
+        if item.source == "reference":
+            points = iqm.rename(columns=dict(env_step="x", value="mean", ci_low="low", ci_high="high"))
+            draw_reference(ax, item.label, reference_points(points, right), item.color, grid_text(iqm["env_step"]),
+                           int(iqm["runs"].max()))
+            continue
+        ax.plot(iqm["env_step"], iqm["value"], ":" if item.dotted else "-", color=item.color, lw=1.8,
+                marker=None if len(iqm) > 30 else "s" if item.dotted else "o", markersize=3.5,
+                label=f"{item.label} ({int(iqm['runs'].max())} runs)")
+        ax.fill_between(iqm["env_step"], iqm["ci_low"], iqm["ci_high"], color=item.color, alpha=0.18, lw=0)
+    if right:
+        ax.set_xlim(0, right * 1.02)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.set(xlabel="environment steps", ylabel="IQM of normalised score")
+    ax.set_title(f"IQM over {len(tasks)} task(s) ({', '.join(tasks)}), band/bars = 95% stratified-bootstrap "
+                 "CI", fontsize=9.5)
+    ax.grid(alpha=0.3)
+    if ax.lines or ax.containers:
+        ax.legend(fontsize=7, loc="best")
+
+
+def draw_intervals(ax, items: list[AggregateInput], finals: dict[str, pd.DataFrame], statistic: str,
+                   with_labels: bool) -> None:
+    """One statistic at the common step: a bar over the 95% CI and a tick at the estimate per curve."""
+    for row, item in enumerate(items):
+        r = finals[item.label].loc[statistic]
+        ax.hlines(row, r["ci_low"], r["ci_high"], color=item.color, lw=9, alpha=0.55)
+        ax.plot([r["value"]], [row], "|", color="k", ms=16, mew=1.8)
+    ax.set_yticks(range(len(items)), [i.label for i in items] if with_labels else [""] * len(items), fontsize=7)
+    ax.set_title(statistic + (" (lower is better)" if statistic == "optimality gap" else ""), fontsize=9.5)
+    ax.set_xlabel("normalised score")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_ylim(-0.7, len(items) - 0.3)
+
+
+def draw_profiles(ax, items: list[AggregateInput], profiles: dict[str, pd.DataFrame], step) -> None:
+    for item in items:
+        profile = profiles[item.label]
+        ax.plot(profile["tau"], profile["value"], ":" if item.dotted else "-", color=item.color, lw=1.6)
+        ax.fill_between(profile["tau"], profile["ci_low"], profile["ci_high"], color=item.color, alpha=0.15, lw=0)
+    ax.set_title(f"performance profile {step_text(step)}", fontsize=9.5)
+    ax.set(xlabel="normalised score tau", ylabel="fraction of runs with score > tau", ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+
+
+# ---------------------------------------------------------------- command
 def make_plots(patterns: list[str], out_dir: str = "plots", tasks: list[str] | None = None,
                references: list[str] | None = None, xmax: float | None = None,
-               formats=("png", "svg")) -> list[str]:
-    """Plot every task found under `patterns` (or only `tasks`); returns the files written."""
+               formats=("png", "svg"), reps: int = RESAMPLES) -> list[str]:
+    """Plot every task found under `patterns` (or only `tasks`) and their aggregate; returns the
+    files written."""
     runs = load_runs(patterns) if patterns else []
     if references is None:
         references = [m for m in ("tdmpc2", "sac", "dreamerv3") if m in reference_methods()]
     unknown = [m for m in references if m not in reference_methods()]
     if unknown:
         raise PlotError(f"No reference results for '{unknown[0]}'; available: {', '.join(reference_methods())}.")
+    if reps < 1:
+        raise PlotError(f"--reps must be at least 1, got {reps}.")
     wanted = tasks or sorted({r.task for r in runs})
     if not wanted:
         raise PlotError(f"No run logs (eval.csv with rows) found under {' '.join(patterns) or 'the given paths'}.")
-    written, summary = [], []
+    written, summary, plotted = [], [], []
     for task in wanted:
         task_runs = [r for r in runs if r.task == task]
         has_reference = any(os.path.isfile(os.path.join(REFERENCE_DIR, m, f"{task}.csv")) for m in references)
@@ -327,11 +545,24 @@ def make_plots(patterns: list[str], out_dir: str = "plots", tasks: list[str] | N
         paths, rows = plot_task(task, task_runs, out_dir, references, xmax, formats)
         written += paths
         summary += rows
+        plotted.append(task)
+    inputs = aggregate_inputs(runs, plotted, references)
+    if any(i.source == "ours" for i in inputs):
+        fig, rows, curves, profiles = aggregate_figure(inputs, plotted, xmax, reps)
+        written += save_figure(fig, out_dir, "aggregate", formats)
+        summary += rows
+        written.append(write_csv(curves, os.path.join(out_dir, "aggregate.csv")))
+        if profiles is not None:
+            written.append(write_csv(profiles, os.path.join(out_dir, "aggregate_profile.csv")))
     if summary:
-        path = os.path.join(out_dir, "summary.csv")
-        pd.DataFrame(summary).to_csv(path, index=False)
-        written.append(path)
+        written.append(write_csv(pd.DataFrame(summary), os.path.join(out_dir, "summary.csv")))
     return written
+
+
+def write_csv(frame: pd.DataFrame, path: str) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,9 +575,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="reference methods to overlay (default: tdmpc2 sac dreamerv3; none: --references)")
     parser.add_argument("--xmax", type=float, default=None, help="right end of the x-axis in env steps")
     parser.add_argument("--formats", nargs="+", default=["png", "svg"], help="figure formats (default: png svg)")
+    parser.add_argument("--reps", type=int, default=RESAMPLES,
+                        help=f"bootstrap resamples of the aggregate statistics (default: {RESAMPLES})")
     args = parser.parse_args(argv)
     try:
-        written = make_plots(args.paths, args.out, args.tasks, args.references, args.xmax, tuple(args.formats))
+        written = make_plots(args.paths, args.out, args.tasks, args.references, args.xmax, tuple(args.formats),
+                             args.reps)
     except PlotError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
