@@ -1,4 +1,6 @@
 """World model structure: parameter counts, initialisation, fast paths equal slow references."""
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -94,8 +96,22 @@ def test_policy_log_std_bounds_and_entropy_terms():
     sample = model.pi(model.encode(torch.randn(16, 24)))
     assert sample.action.abs().max() <= 1
     assert (sample.log_std >= cfg.log_std_min).all() and (sample.log_std <= cfg.log_std_max).all()
-    # the scaled entropy is essentially -A log p_u (spec 2.6)
-    assert torch.isfinite(sample.scaled_entropy).all()
+    # entropy and scaled entropy against a hand computation from the same noise draw (spec 2.6)
+    z = model.encode(torch.randn(16, 24))
+    state = torch.get_rng_state()
+    sample = model.pi(z)
+    torch.set_rng_state(state)
+    mu, raw = model._pi(z).chunk(2, dim=-1)
+    eps = torch.randn_like(mu)
+    log_std = cfg.log_std_min + 0.5 * (cfg.log_std_max - cfg.log_std_min) * (torch.tanh(raw) + 1)
+    action = torch.tanh(mu + eps * log_std.exp())
+    log_pu = (-0.5 * eps ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)
+    log_pa = log_pu - torch.log(torch.clamp(1 - action ** 2, min=0) + 1e-6).sum(-1, keepdim=True)
+    assert torch.allclose(sample.action, action, atol=1e-6)
+    assert torch.allclose(sample.entropy, -log_pa, rtol=1e-5, atol=1e-4)
+    # the scaled entropy is -A log p_u (the ratio log p_u / log p_a cancels up to its 1e-8 guard)
+    assert torch.allclose(sample.scaled_entropy, -cfg.action_dim * log_pu, rtol=1e-4, atol=1e-3)
+    assert not torch.allclose(sample.scaled_entropy, sample.entropy)  # not the textbook entropy
 
 
 def test_inference_fast_paths_equal_the_plain_ops():
@@ -115,3 +131,99 @@ def test_inference_fast_paths_equal_the_plain_ops():
                                          layer.ln.weight, layer.ln.bias).view(33, -1, 8), -1).view(33, -1)
         out = layer(x)
         assert torch.isfinite(out).all() and torch.allclose(out, ref, atol=1e-6)
+
+
+def _perturbed_pair(task="cheetah-run", size=1):
+    """Two world models with the same random (non-initial) weights: eager and native kernels."""
+    from tdmpc2.common import kernels
+
+    if not kernels.available():
+        pytest.skip("no C compiler: the fused CPU kernels cannot be built")
+    torch.manual_seed(3)
+    cfg = load_config(task=task, model_size=size)
+    eager = build_world_model(cfg).eval()
+    with torch.no_grad():
+        for p in eager.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    native = build_world_model(cfg).eval()
+    native.load_state_dict(eager.state_dict())
+    assert native.use_native_kernels() and not eager._native
+    return cfg, eager, native
+
+
+def test_native_kernels_equal_eager_in_planning():
+    """Fused CPU kernels (LN->Mish, LN->SimNorm, two-hot decoding) == eager ops, in every call
+    the planner makes, including the shared-latent first step and the chosen Q heads."""
+    cfg, eager, native = _perturbed_pair()
+    obs, a = torch.randn(1, 17) * 2, torch.rand(64, 6) * 2 - 1
+    with torch.no_grad():
+        z_e, z_n = eager.encode(obs), native.encode(obs)
+        assert torch.allclose(z_e, z_n, atol=1e-6)
+        for z in (z_e, z_e.expand(64, -1).contiguous()):
+            (r_e, n_e), (r_n, n_n) = eager.reward_and_next(z, a), native.reward_and_next(z, a)
+            assert torch.allclose(r_e, r_n, rtol=1e-4, atol=1e-4) and torch.allclose(n_e, n_n, atol=1e-6)
+        zs = n_e
+        torch.manual_seed(0)
+        pa_e = eager.pi_action(zs)
+        torch.manual_seed(0)
+        assert torch.allclose(pa_e, native.pi_action(zs), atol=1e-5)
+        for heads in (torch.tensor([1, 0]), torch.tensor([0, 1])):
+            for reduce in ("avg", "min"):
+                q_e = eager.Q(zs, pa_e, heads, reduce, target=True)
+                assert torch.allclose(q_e, native.Q(zs, pa_e, heads, reduce, target=True), rtol=1e-4, atol=1e-4)
+        for model in (eager, native):  # a LayerNorm scale whose outputs span > 80: the guarded SimNorm
+            model._dynamics[-1].ln.weight.mul_(50.0)
+        next_e, next_n = eager.next(zs, pa_e), native.next(zs, pa_e)
+        assert torch.isfinite(next_n).all() and torch.allclose(next_e, next_n, rtol=1e-3, atol=1e-6)
+
+
+def test_native_kernels_equal_eager_gradients():
+    """The fused LN->Mish autograd function: same losses and parameter gradients as eager."""
+    cfg, eager, native = _perturbed_pair()
+    obs, a = torch.randn(32, 17), torch.rand(32, 6) * 2 - 1
+    grads = []
+    for model in (eager, native):
+        model.zero_grad()
+        torch.manual_seed(0)  # the same policy noise for both
+        z = model.encode(obs)
+        loss = (model.reward_logits(z, a).square().mean() + model.Q_logits(z, a).square().mean()
+                + model.next(z, a).square().mean() + model.pi(z).action.square().mean())
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (loss_e, g_e), (loss_n, g_n) = grads
+    assert torch.allclose(loss_e, loss_n, rtol=1e-5)
+    assert len(g_e) == len(g_n)
+    for ge, gn in zip(g_e, g_n):
+        assert torch.allclose(ge, gn, rtol=1e-3, atol=1e-6 + 1e-4 * ge.abs().max().item())
+
+
+def test_native_kernels_fall_back_to_eager_without_a_compiler(monkeypatch):
+    from tdmpc2.common import kernels
+
+    monkeypatch.setattr(kernels, "_lib", None)
+    monkeypatch.setattr(kernels, "_tried", False)
+    monkeypatch.setattr(kernels, "_build", lambda: None)  # as when no C compiler is found
+    cfg = load_config(task="cheetah-run", model_size=1)
+    model = build_world_model(cfg).eval()
+    assert not model.use_native_kernels()
+    with torch.no_grad():
+        z = model.encode(torch.randn(4, 17))
+        assert torch.isfinite(model.reward_and_next(z, torch.rand(4, 6))[0]).all()
+
+
+def test_dropout_zeroes_entries_independently_with_probability_p():
+    from tdmpc2.common.layers import dropout
+
+    torch.manual_seed(0)
+    p, n = 0.01, 1_000_000
+    out = dropout(torch.ones(n), p)
+    dropped = (out == 0).sum().item()
+    assert abs(dropped - p * n) < 6 * math.sqrt(n * p * (1 - p))
+    assert torch.allclose(out[out != 0], torch.full((n - dropped,), 1 / (1 - p)))
+    # the dropped positions are spread uniformly (no bias towards the start or the end)
+    halves = (out.view(2, -1) == 0).sum(1).float()
+    assert abs(halves[0] - halves[1]).item() < 6 * math.sqrt(n * p)
+    x = torch.randn(3, 50, 40, requires_grad=True)
+    y = dropout(x, 0.2)
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0) and torch.allclose(x.grad[y != 0], torch.tensor(1.25))

@@ -9,8 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tdmpc2.common import kernels
 from tdmpc2.common import math as m
-from tdmpc2.common.layers import QEnsemble, SimNorm, init_linear_, mlp
+from tdmpc2.common.layers import NormedLinear, QEnsemble, SimNorm, init_linear_, mlp
 
 
 class PolicySample(NamedTuple):
@@ -41,6 +42,8 @@ class WorldModel(nn.Module):
         nn.init.zeros_(self._reward[-1].weight)  # zero init of the reward head (spec 2.4)
         self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
         self._target_Qs.eval()
+        self._native = False
+        self._centres = None  # bin centres for the native two-hot decoding (CPU)
 
     # ------------------------------------------------------------------ parameters
     def train(self, mode: bool = True):
@@ -60,6 +63,26 @@ class WorldModel(nn.Module):
             if net is not None:
                 net.compile()
 
+    def use_native_kernels(self, enabled: bool = True) -> bool:
+        """Run LayerNorm -> Mish / SimNorm and two-hot decoding with the fused CPU kernels of
+        `tdmpc2.common.kernels` (float32 CPU tensors; other tensors take the eager ops, which
+        compute the same functions). Returns whether they are on: False when they cannot be
+        built (no C compiler), and then the model stays eager."""
+        enabled = bool(enabled) and kernels.available()
+        self._native = enabled
+        for module in self.modules():
+            if isinstance(module, (NormedLinear, QEnsemble)):
+                module.native = enabled
+        return enabled
+
+    def _decode(self, logits: torch.Tensor) -> torch.Tensor:
+        """two_hot_inv of logits (..., num_bins) -> (..., 1)."""
+        if self._native and not torch.is_grad_enabled() and kernels.usable(logits):
+            if self._centres is None or self._centres.shape[0] != logits.shape[-1]:
+                self._centres = torch.linspace(self.vmin, self.vmax, logits.shape[-1])
+            return kernels.two_hot_inv(logits, self._centres)
+        return m.two_hot_inv(logits, self.vmin, self.vmax)
+
     @torch.no_grad()
     def soft_update_target_Q(self, tau: float) -> None:
         torch._foreach_lerp_(list(self._target_Qs.parameters()), list(self._Qs.parameters()), tau)
@@ -75,7 +98,7 @@ class WorldModel(nn.Module):
         return self._reward(_cat(z, a))
 
     def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return m.two_hot_inv(self.reward_logits(z, a), self.vmin, self.vmax)
+        return self._decode(self.reward_logits(z, a))
 
     def termination_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self._termination(z)
@@ -92,9 +115,9 @@ class WorldModel(nn.Module):
             D = self.latent_dim
             rew = _shared_first_layer(self._reward, z, a, D, group)
             nxt = _shared_first_layer(self._dynamics, z, a, D, group)
-            return m.two_hot_inv(rew, self.vmin, self.vmax), nxt
+            return self._decode(rew), nxt
         za = _cat(z, a)
-        return m.two_hot_inv(self._reward(za), self.vmin, self.vmax), self._dynamics(za)
+        return self._decode(self._reward(za)), self._dynamics(za)
 
     def pi(self, z: torch.Tensor) -> PolicySample:
         """Tanh-squashed Gaussian policy prior with the spec's entropy terms (spec 2.6)."""
@@ -122,7 +145,7 @@ class WorldModel(nn.Module):
     def Q(self, z: torch.Tensor, a: torch.Tensor, heads: torch.Tensor, reduce: str = "avg",
           target: bool = False, detach: bool = False) -> torch.Tensor:
         """min or avg over the decoded values of the given pair of heads, (..., 1)."""
-        q = m.two_hot_inv(self.Q_logits(z, a, heads, target, detach), self.vmin, self.vmax)
+        q = self._decode(self.Q_logits(z, a, heads, target, detach))
         return q.min(0).values if reduce == "min" else q.mean(0)
 
     def random_pair(self) -> torch.Tensor:
@@ -141,9 +164,9 @@ def _shared_first_layer(net: nn.Sequential, z: torch.Tensor, a: torch.Tensor, D:
     first = net[0]
     latent_part = F.linear(z, first.weight[:, :D], first.bias)
     if group is not None:
-        latent_part = latent_part[group]
-    h = F.linear(a, first.weight[:, D:]) + latent_part
-    h = first.act(first.ln(h))
+        h = first.norm_act(torch.addmm(latent_part[group], a, first.weight[:, D:].t()))
+    else:  # one latent: its part is the bias of the action part
+        h = first.norm_act(F.linear(a, first.weight[:, D:]), latent_part.reshape(-1))
     for layer in net[1:]:
         h = layer(h)
     return h
