@@ -293,3 +293,15 @@ def test_targets_moved_by_a_new_episode_reach_the_batched_rewards(task):
         traj, batched = iface.rollout(x0[None], actions[None])
         np.testing.assert_allclose(batched[0], rewards, rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(traj[0, -1, iface.qpos_slice], iface.get_state()[iface.qpos_slice])
+
+
+def test_planning_model_default_follows_the_per_task_table(monkeypatch):
+    import dataclasses
+
+    import tdmpc2.envs.dmcontrol_interface as module
+    env = build("walker-walk", warmup=0)[0]
+    assert DMControlInterface(env, threads=1).planning == "default"  # walker: 2 soft substeps
+    exact_row = dataclasses.replace(module.classical_defaults("walker-walk"), planning_model="exact")
+    monkeypatch.setattr(module, "classical_defaults", lambda task: exact_row)
+    iface = DMControlInterface(env, threads=1)
+    assert iface.planning == "exact" and iface.steps_per_action == env.action_repeat * iface.n_sub

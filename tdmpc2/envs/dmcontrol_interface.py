@@ -16,8 +16,9 @@ simulation runs on private `MjData` (the live env is only read by `get_state`):
   (restarting from one of them differs from the continuing trajectory by solver tolerance).
 
 Planning model (`planning_model="default"`): a private copy of the model with fewer, longer
-substeps and softened contacts (`solimp[0] = 0`) for the domains listed in `PLANNING_MODELS`;
-`"exact"` (and domains not listed) plan on the env's own physics, so `step` equals `env.step`.
+substeps and softened contacts (`solimp[0] = 0`) for the domains listed in `PLANNING_MODELS`,
+unless the task's row of `classical_defaults` says `exact`; `"exact"` (and domains not listed)
+plan on the env's own physics, so `step` equals `env.step`.
 
 Rewards. For the stock tasks of `dmc_rewards` (cheetah, walker, cartpole, pendulum, hopper,
 reacher, finger, ball_in_cup, fish, acrobot) `rollout` and `task_rewards` evaluate the reward
@@ -41,6 +42,7 @@ import mujoco.rollout
 import numpy as np
 
 from tdmpc2.classical.interface import EnvironmentInterface
+from tdmpc2.envs.classical_defaults import classical_defaults
 from tdmpc2.envs.dmc_costs import make_cost, supported_cost_tasks
 from tdmpc2.envs.dmc_rewards import Quantities, TaskReward, suite_module, task_reward
 from tdmpc2.envs.dmcontrol import flatten_observation, split_task
@@ -56,6 +58,7 @@ PLANNING_MODELS = {
     # within 10 agent steps (none on the exact model), which corrupts MPPI candidate rewards.
     "quadruped": (2, True),
     "humanoid": (5, True),
+    "ball_in_cup": (2, False),  # cup-catch
 }
 
 
@@ -182,6 +185,8 @@ class DMControlInterface(EnvironmentInterface):
 
         domain, _ = split_task(env.task)
         substeps, soft = PLANNING_MODELS.get(domain, (self.n_sub, False))
+        if planning_model == "default":  # the per-task table may ask for the exact model
+            planning_model = classical_defaults(env.task).planning_model
         self.planning = planning_model if domain in PLANNING_MODELS else "exact"  # which model `step` uses
         if self.planning == "exact":
             self.plan_model, self.substeps = base, self.n_sub
