@@ -25,7 +25,7 @@ MODEL_SIZES = {  # model_size -> enc_dim, mlp_dim, latent_dim, num_enc_layers, n
     317: dict(enc_dim=4096, mlp_dim=4096, latent_dim=1376, num_enc_layers=5, num_q=8),
 }
 SCHEDULES = ("linear", "exponential", "step", "constant", "cosine")
-CLASSICAL_ALGORITHMS = ("ilqg", "ddp", "lqr")
+CLASSICAL_ALGORITHMS = ("ilqg", "ddp", "lqr", "sampling")
 
 
 class ConfigError(ValueError):
@@ -107,6 +107,55 @@ def _bool(cfg, key):
     return value
 
 
+def _bridge_and_trust(cfg) -> None:
+    """bridge_weight: a number in [0, 1], schedule or adaptive; the trust ramp 0 <= low < high,
+    smoothing in (0, 1]."""
+    if cfg.bridge_weight not in ("schedule", "adaptive"):
+        try:
+            cfg.bridge_weight = _num(cfg, "bridge_weight", float, low=0, high=1)
+        except ConfigError:
+            raise ConfigError(f"Config key 'bridge_weight' must be a number in [0, 1], schedule or adaptive; "
+                              f"got {cfg.bridge_weight!r}.") from None
+    cfg.adaptive_trust_low = _num(cfg, "adaptive_trust_low", float, low=0)
+    cfg.adaptive_trust_high = _num(cfg, "adaptive_trust_high", float, low=0)
+    if cfg.adaptive_trust_high <= cfg.adaptive_trust_low:
+        raise ConfigError(f"Config key 'adaptive_trust_high' ({cfg.adaptive_trust_high}) must exceed "
+                          f"adaptive_trust_low ({cfg.adaptive_trust_low}).")
+    cfg.adaptive_smoothing = _num(cfg, "adaptive_smoothing", float, low=0, high=1, low_open=True)
+
+
+def _classical_defaults(cfg) -> None:
+    """Resolve `auto` in classical_algorithm, classical_plan_horizon and ilqg_iterations from the
+    per-task table; T_c below max_classical_horizon is an error when set, raised to it when auto."""
+    from tdmpc2.envs.classical_defaults import classical_defaults
+
+    table = classical_defaults(cfg.task)
+    if cfg.classical_algorithm == "auto":
+        cfg.classical_algorithm = table.algorithm
+    _choice(cfg, "classical_algorithm", CLASSICAL_ALGORITHMS)
+    if cfg.ilqg_iterations == "auto":
+        cfg.ilqg_iterations = table.iterations
+    cfg.ilqg_iterations = _num(cfg, "ilqg_iterations", int, low=1)
+    if cfg.classical_plan_horizon == "auto":
+        cfg.classical_plan_horizon = max(table.plan_horizon, int(cfg.max_classical_horizon))
+    cfg.classical_plan_horizon = _num(cfg, "classical_plan_horizon", int, low=1)
+    if cfg.classical_plan_horizon < cfg.max_classical_horizon:
+        raise ConfigError(
+            f"Config key 'classical_plan_horizon' ({cfg.classical_plan_horizon}) must be at least "
+            f"max_classical_horizon ({cfg.max_classical_horizon}): the solver looks at least as far as H_c.")
+
+
+def _sampling_settings(cfg) -> None:
+    """Resolve `auto` in the sampling_* keys (the sampling solver's settings) from the per-task table."""
+    from tdmpc2.envs.classical_defaults import classical_defaults
+
+    table = classical_defaults(cfg.task).sampling
+    for key, kind, low in (("sampling_samples", int, 2), ("sampling_knots", int, 1), ("sampling_noise", float, 0)):
+        cfg[key] = getattr(table, key[9:]) if cfg[key] == "auto" else _num(cfg, key, kind, low=low)
+    for key, choices in (("sampling_interpolation", ("zero", "linear")), ("sampling_objective", ("cost", "reward"))):
+        cfg[key] = getattr(table, key[9:]) if cfg[key] == "auto" else _choice(cfg, key, choices)
+
+
 def finalize(cfg: DictConfig) -> DictConfig:
     """Validate `cfg` and fill derived keys; returns a new struct-mode config (input untouched)."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
@@ -134,13 +183,14 @@ def finalize(cfg: DictConfig) -> DictConfig:
                 num_bins=2, num_enc_layers=1, enc_dim=1, num_channels=1, mlp_dim=1,
                 latent_dim=1, num_q=2, simnorm_dim=1, seed=0, checkpoint_freq=0,
                 max_classical_horizon=0, min_classical_horizon=0, transition_steps=1,
-                ilqg_iterations=1, ilqg_line_search_steps=1, hybrid_prefix_samples=1)
+                ilqg_line_search_steps=1, hybrid_prefix_samples=1)
     for key, low in ints.items():
         cfg[key] = _num(cfg, key, int, low=low)
     floats = dict(reward_coef=0, value_coef=0, termination_coef=0, consistency_coef=0, rho=0,
                   lr=0, enc_lr_scale=0, grad_clip_norm=0, tau=0, discount_denom=0,
                   discount_min=0, discount_max=0, min_std=0, max_std=0, temperature=0,
-                  entropy_coef=0, dropout=0, ilqg_regularization=0, hybrid_prefix_std=0, ilqg_tolerance=0,
+                  entropy_coef=0, dropout=0, ilqg_regularization=0, hybrid_prefix_std=0, hybrid_margin=0,
+                  ilqg_tolerance=0,
                   finite_diff_eps=0)
     for key, low in floats.items():
         cfg[key] = _num(cfg, key, float, low=low)
@@ -182,8 +232,12 @@ def finalize(cfg: DictConfig) -> DictConfig:
             cfg[key] = _num(cfg, key, int, low=1)
 
     # ---- hybrid
-    _choice(cfg, "transition_schedule", SCHEDULES)
-    _choice(cfg, "classical_algorithm", CLASSICAL_ALGORITHMS)
+    _choice(cfg, "transition_schedule", SCHEDULES + ("adaptive",))
+    _choice(cfg, "scoring_model", ("exact", "planning"))
+    _bool(cfg, "bridge_feedback")
+    _bridge_and_trust(cfg)
+    _classical_defaults(cfg)
+    _sampling_settings(cfg)
     _choice(cfg, "planning_model", ("default", "exact"))
     if cfg.min_classical_horizon > cfg.max_classical_horizon:
         raise ConfigError(

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from tdmpc2.common import math as m
+from tdmpc2.common import upstream
 from tdmpc2.common.checkpoint import atomic_torch_save
 from tdmpc2.common.device import resolve_device
 from tdmpc2.common.mppi import EliteUpdate, elite_update, gumbel_select, sample_actions
@@ -32,8 +33,10 @@ class TDMPC2:
         self.cfg = cfg
         self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
         self.model = build_world_model(cfg).to(self.device)
-        if cfg.compile is True:  # "auto" stays eager: slower on CPU (measured), untested on CUDA here
+        if cfg.compile is True:  # torch.compile: slower than the fused kernels on CPU (common/kernels.py)
             self.model.compile_networks()
+        elif cfg.compile == "auto" and self.device.type == "cpu":
+            self.model.use_native_kernels()  # fused CPU kernels; stays eager when they cannot be built
         model = self.model
         self.optim = torch.optim.Adam([
             {"params": model._encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
@@ -41,8 +44,8 @@ class TDMPC2:
             {"params": model._reward.parameters()},
             {"params": model._termination.parameters() if model._termination is not None else []},
             {"params": model._Qs.parameters()},
-        ], lr=cfg.lr)
-        self.pi_optim = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=1e-5)
+        ], lr=cfg.lr, fused=True)  # fused: one kernel per parameter (the same Adam), faster on CPU and CUDA
+        self.pi_optim = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
         self._model_params = [p for g in self.optim.param_groups for p in g["params"]]
         self.model.eval()
         self.scale = RunningScale(cfg.tau, self.device)
@@ -210,6 +213,13 @@ class TDMPC2:
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         if not isinstance(state, dict) or "model" not in state:
             raise CheckpointError(f"{source} is not a hybrid-tdmpc2 checkpoint (no model weights found).")
+        if upstream.is_upstream_state(state):  # a released upstream TD-MPC2 checkpoint: rename its keys
+            try:
+                state = {"model": upstream.convert_upstream_model(
+                    state["model"], self.model.state_dict(), self.cfg.log_std_min, self.cfg.log_std_max)}
+            except upstream.UpstreamError as e:
+                raise CheckpointError(f"{source} is an upstream TD-MPC2 checkpoint that does not fit this "
+                                      f"agent: {e}.") from None
         own = self.model.state_dict()
         theirs = state["model"]
         missing = [k for k in own if k not in theirs]

@@ -28,7 +28,7 @@ def is_timing(column):  # wall-clock columns (elapsed time, planner timings) are
 
 # the hybrid agent: H_c 3 -> 0 over the run (linear), so the schedule state matters
 HYBRID = ["hybrid_mpc=true", "max_classical_horizon=3", "transition_steps=80", "ilqg_iterations=2",
-          "hybrid_prefix_samples=4"]
+          "hybrid_prefix_samples=4", "classical_plan_horizon=6"]
 VARIANTS = {"tdmpc2": ("tdmpc2.train", []), "hybrid": ("tdmpc2.train_hybrid", HYBRID)}
 
 

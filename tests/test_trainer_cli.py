@@ -19,7 +19,7 @@ TINY = ["task=cartpole-balance", "model_size=1", "steps=400", "seed_steps=200", 
         "checkpoint_freq=200", "device=cpu"]
 
 
-def run_cli(args, cwd=REPO, module=False, timeout=120):
+def run_cli(args, cwd=REPO, module=False, timeout=300):
     cmd = [sys.executable, "-m", "tdmpc2.train"] if module else [sys.executable, os.path.join(REPO, "tdmpc2", "train.py")]
     env = {**os.environ, "PYTHONPATH": ""}  # the script must find the package by itself
     return subprocess.run(cmd + list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

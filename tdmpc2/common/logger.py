@@ -208,8 +208,12 @@ class Logger:
         elapsed = row.get("elapsed_time", time.time() - self._start)
         sps = row.get("steps_per_second", step / max(elapsed, 1e-9))
         eta = (self.total_steps - step) / sps if sps > 0 else math.inf
+        hybrid = ""
+        if "learned_episode_reward" in row:  # hybrid evaluations: both planners side by side
+            hybrid = (f"[hybrid H_c={int(row.get('eval_classical_horizon', row.get('classical_horizon', 0)))}]  "
+                      f"learned-only R: {row['learned_episode_reward']:8.1f}  ")
         return (f"{category:<6}E: {int(row.get('episode', 0)):>5}  S: {step:>9,}  "
-                f"ES: {row['env_step']:>10,}  R: {row.get('episode_reward', math.nan):8.1f}  "
+                f"ES: {row['env_step']:>10,}  R: {row.get('episode_reward', math.nan):8.1f}  {hybrid}"
                 f"SR: {row.get('episode_success', math.nan):5.2f}  T: {_clock(elapsed)}  "
                 f"SPS: {sps:6.1f}  ETA: {_clock(eta)}")
 

@@ -35,10 +35,15 @@ def make_env(cfg):
     return env
 
 
-def make_interface(cfg, env):
-    """The `EnvironmentInterface` for an env made by `make_env`, or None if it has none."""
+def make_interface(cfg, env, planning_model: str | None = None):
+    """The `EnvironmentInterface` for an env made by `make_env`, or None if it has none;
+    `planning_model` overrides the config's (e.g. "exact" for an interface on the env's own physics)."""
     from tdmpc2.envs.dmcontrol import DMControlEnv
 
+    if planning_model is not None:
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.merge(cfg, {"planning_model": planning_model})
     if isinstance(env, DMControlEnv):
         from tdmpc2.envs.dmcontrol_interface import DMControlInterface, UnsupportedTaskError
 
