@@ -234,6 +234,8 @@ def finalize(cfg: DictConfig) -> DictConfig:
     # ---- hybrid
     _choice(cfg, "transition_schedule", SCHEDULES + ("adaptive",))
     _choice(cfg, "scoring_model", ("exact", "planning"))
+    _choice(cfg, "seed_policy", ("random", "classical"))
+    cfg.seed_noise_std = _num(cfg, "seed_noise_std", float, low=0)
     _bool(cfg, "bridge_feedback")
     _bridge_and_trust(cfg)
     _classical_defaults(cfg)

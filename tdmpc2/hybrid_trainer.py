@@ -4,6 +4,10 @@
   schedule's current H_c) and the learned-only planner (H_c = 0). Episode i of both uses the
   same env seed, derived from (seed, step, i); the training env's RNG stream is restored after
   the evaluation, so evaluating never changes the training episodes.
+* Every evaluation also plays the same episodes with the policy prior alone (`prior_*`
+  columns: a forward pass per step, the RNG left untouched).
+* `seed_policy=classical`: the classical planner on the simulator, plus noise, acts during the
+  seed steps (`tdmpc2.teaching`).
 * Every evaluation feeds the trust in the learned planner (`tdmpc2.hand_over`), which moves
   H_c under `transition_schedule=adaptive` and w under `bridge_weight=adaptive`.
 * Every row carries the classical horizon, the bridge weight and the trust; train rows add the
@@ -24,9 +28,12 @@ class HybridTrainer(OnlineTrainer):
     def __init__(self, cfg, env, agent, buffer, logger):
         super().__init__(cfg, env, agent, buffer, logger)
         self._plan_stats = _PlanStats()
+        self.seeder = _seeder(cfg, agent)
 
     # ---- acting: accumulate per-plan statistics between log rows
     def choose_action(self, episode):
+        if not self.pretrained and self.seeder is not None:  # classical seeding (tdmpc2.teaching)
+            return self.seeder.act(t0=episode.num_steps == 0)
         hybrid = getattr(self.agent, "hybrid", None)
         before = hybrid.last_info if hybrid is not None else None
         action = super().choose_action(episode)
@@ -65,10 +72,23 @@ class HybridTrainer(OnlineTrainer):
                 self.env.set_rng_state(rng)
         if hasattr(agent, "observe_evaluation"):  # the trust in the learned planner (tdmpc2.hand_over)
             agent.observe_evaluation(learned["episode_reward"], hybrid["episode_reward"], horizon)
+        prior = self._prior_episodes()
         metrics = dict(hybrid)
         metrics.update({f"learned_{k}": v for k, v in learned.items()})
+        metrics.update({f"prior_{k}": v for k, v in prior.items() if k != "episode_length"})
         metrics["eval_classical_horizon"] = horizon
         return metrics
+
+    def _prior_episodes(self) -> dict:
+        """The same seeded episodes played by the policy prior alone (tdmpc2.teaching)."""
+        from tdmpc2.teaching import PolicyPriorActor
+
+        rng = self.env.get_rng_state() if hasattr(self.env, "get_rng_state") else None
+        try:
+            return self._run_episodes(record_video=False, actor=PolicyPriorActor(self.agent))
+        finally:
+            if rng is not None:
+                self.env.set_rng_state(rng)
 
     def _eval_reset(self, episode: int):
         """Episode `episode` of an evaluation starts from the same seed for both planners."""
@@ -112,3 +132,17 @@ class _PlanStats:
             out[f"ilqg_{status}"] = self.status.get(status, 0)
         self.reset()
         return out
+
+
+def _seeder(cfg, agent):
+    """The classical seeder of `seed_policy=classical`, or None (`random`)."""
+    if cfg.seed_policy != "classical":
+        return None
+    from tdmpc2.config import ConfigError
+    from tdmpc2.teaching import ClassicalSeeder
+
+    hybrid = getattr(agent, "hybrid", None)
+    if hybrid is None:
+        raise ConfigError(f"Config key 'seed_policy': classical seeding needs hybrid_mpc=true and a task with a "
+                          f"simulator interface; '{cfg.task}' has none here (use seed_policy=random).")
+    return ClassicalSeeder(hybrid.solver, hybrid.interface, hybrid.plan_horizon, cfg.seed_noise_std)

@@ -170,9 +170,11 @@ class OnlineTrainer:
     def evaluate(self) -> dict[str, float]:
         return self._run_episodes()
 
-    def _run_episodes(self, record_video: bool = True) -> dict[str, float]:
-        """`eval_episodes` episodes with the planner in eval mode; means of return, final-step
-        success and length. The first episode is filmed when videos are on."""
+    def _run_episodes(self, record_video: bool = True, actor=None) -> dict[str, float]:
+        """`eval_episodes` episodes with the planner (or `actor`, anything with the agent's `act`)
+        in eval mode; means of return, final-step success and length. The first episode is
+        filmed when videos are on."""
+        actor = self.agent if actor is None else actor
         rewards, successes, lengths = [], [], []
         video = self.logger.video if record_video else None
         for i in range(self.cfg.eval_episodes):
@@ -180,7 +182,7 @@ class OnlineTrainer:
             if video is not None:
                 video.init(self.env, enabled=i == 0)
             while not done:
-                action = self.agent.act(obs, t0=t == 0, eval_mode=True)
+                action = actor.act(obs, t0=t == 0, eval_mode=True)
                 obs, reward, done, info = self.env.step(action)
                 total, t = total + float(reward), t + 1
                 if video is not None:

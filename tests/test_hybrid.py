@@ -356,7 +356,7 @@ def test_train_hybrid_cli_from_package_dir_logs_both_planners(tmp_path):
     with open(work / "eval.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [0, 200]
-    assert {"learned_episode_reward", "classical_horizon", "env_step"} <= set(rows[0])
+    assert {"learned_episode_reward", "prior_episode_reward", "classical_horizon", "env_step"} <= set(rows[0])
     assert [int(r["classical_horizon"]) for r in rows] == [3, 1]  # linear: 3 at 0, round(3 * 50/250) at 200
     with open(work / "train.csv") as f:
         train = list(csv.DictReader(f))
