@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from tdmpc2.classical.receding import RecedingHorizon  # noqa: E402
 from tdmpc2.config import load_config  # noqa: E402
 from tdmpc2.envs import make_env, make_interface  # noqa: E402
 from tdmpc2.envs.dmc_costs import COSTS  # noqa: E402
@@ -64,18 +65,15 @@ def run_episode(cfg, steps, progress=None):
     iface = make_interface(cfg, env)
     if iface is None:
         raise SystemExit(f"Task '{cfg.task}' has no classical planning cost; supported: {', '.join(COSTS)}.")
-    solver = solver_from_config(cfg, iface)
-    horizon = cfg.classical_plan_horizon
+    controller = RecedingHorizon(solver_from_config(cfg, iface), iface, cfg.classical_plan_horizon)
     env.reset()
-    plan, total, times, statuses = None, 0.0, [], {}
+    total, times, statuses = 0.0, [], {}
     for step in range(steps):
         tic = time.perf_counter()
-        warm = None if plan is None else np.concatenate([plan[1:], plan[-1:]])
-        result = solver.plan(iface.get_state(), horizon, warm_start=warm)
-        plan = result.actions
+        result = controller.plan()
         times.append(time.perf_counter() - tic)
         statuses[result.status.value] = statuses.get(result.status.value, 0) + 1
-        _, reward, done, _ = env.step(torch.as_tensor(plan[0], dtype=torch.float32))
+        _, reward, done, _ = env.step(torch.as_tensor(result.actions[0], dtype=torch.float32))
         total += float(reward)
         if progress and (step + 1) % 100 == 0:
             progress(step + 1, total, 1e3 * float(np.median(times)))

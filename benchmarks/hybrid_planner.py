@@ -71,17 +71,16 @@ def run_episode(agent, env, seed, act):
 
 
 def classical_arm(task, seed, args, checkpoint):
+    from tdmpc2.classical.receding import RecedingHorizon
+
     agent, env = make_agent(task, seed, args, checkpoint, hybrid_mpc=True, max_classical_horizon=1)
     hm = agent.hybrid
-    state = {"warm": None}
+    controller = RecedingHorizon(hm.solver, hm.interface, hm.plan_horizon)
 
     def act(obs, t):
         if t == 0:
-            state["warm"] = None
-        result = hm.solver.plan(hm.interface.get_state(), hm.plan_horizon, state["warm"])
-        U = result.actions
-        state["warm"] = np.concatenate([U[1:], U[-1:]])
-        return torch.as_tensor(U[0], dtype=torch.float32)
+            controller.reset()
+        return torch.as_tensor(controller.plan().actions[0], dtype=torch.float32)
 
     ret, ms, _ = run_episode(agent, env, seed, act)
     return dict(classical_horizon=0, bridge_weight=float("nan"), plan_horizon=hm.plan_horizon,
@@ -100,13 +99,12 @@ def planner_arm(task, seed, args, checkpoint, Hc, weight):
 
 
 def adaptive_weight(done, task, seed, cfg_low=0.5, cfg_high=0.9):
-    from tdmpc2.hand_over import REWARD_EPS, trust_target
+    from tdmpc2.hand_over import trust_ratio, trust_target
 
     learned, classical = done.get((task, seed, "learned")), done.get((task, seed, "classical"))
     if learned is None or classical is None:
         raise RuntimeError("the adaptive arm needs the learned and classical arms of the same task and seed first")
-    ratio = (learned + REWARD_EPS) / (max(classical, 0.0) + REWARD_EPS)
-    return round(1.0 - trust_target(ratio, cfg_low, cfg_high), 3)
+    return round(1.0 - trust_target(trust_ratio(learned, classical), cfg_low, cfg_high), 3)
 
 
 def arms(args):

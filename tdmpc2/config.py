@@ -125,8 +125,9 @@ def _bridge_and_trust(cfg) -> None:
 
 
 def _classical_defaults(cfg) -> None:
-    """Resolve `auto` in classical_algorithm, classical_plan_horizon and ilqg_iterations from the
-    per-task table; T_c below max_classical_horizon is an error when set, raised to it when auto."""
+    """Resolve `auto` in classical_algorithm, classical_plan_horizon, ilqg_iterations and the
+    sampling_* keys from the per-task table; T_c below max_classical_horizon is an error when set,
+    raised to it when auto."""
     from tdmpc2.envs.classical_defaults import classical_defaults
 
     table = classical_defaults(cfg.task)
@@ -143,13 +144,11 @@ def _classical_defaults(cfg) -> None:
         raise ConfigError(
             f"Config key 'classical_plan_horizon' ({cfg.classical_plan_horizon}) must be at least "
             f"max_classical_horizon ({cfg.max_classical_horizon}): the solver looks at least as far as H_c.")
+    _sampling_settings(cfg, table.sampling)
 
 
-def _sampling_settings(cfg) -> None:
-    """Resolve `auto` in the sampling_* keys (the sampling solver's settings) from the per-task table."""
-    from tdmpc2.envs.classical_defaults import classical_defaults
-
-    table = classical_defaults(cfg.task).sampling
+def _sampling_settings(cfg, table) -> None:
+    """Resolve `auto` in the sampling_* keys (the sampling solver's settings) from the task's row."""
     for key, kind, low in (("sampling_samples", int, 2), ("sampling_knots", int, 1), ("sampling_noise", float, 0)):
         cfg[key] = getattr(table, key[9:]) if cfg[key] == "auto" else _num(cfg, key, kind, low=low)
     for key, choices in (("sampling_interpolation", ("zero", "linear")), ("sampling_objective", ("cost", "reward"))):
@@ -239,7 +238,6 @@ def finalize(cfg: DictConfig) -> DictConfig:
     _bool(cfg, "bridge_feedback")
     _bridge_and_trust(cfg)
     _classical_defaults(cfg)
-    _sampling_settings(cfg)
     _choice(cfg, "planning_model", ("default", "exact"))
     if cfg.min_classical_horizon > cfg.max_classical_horizon:
         raise ConfigError(

@@ -50,6 +50,11 @@ class Trust:
         return cls(**{k: type(getattr(cls(), k))(v) for k, v in state.items()})
 
 
+def trust_ratio(learned_return: float, reference_return: float) -> float:
+    """rho = (R_learned + eps) / (max(R_reference, 0) + eps)."""
+    return (learned_return + REWARD_EPS) / (max(reference_return, 0.0) + REWARD_EPS)
+
+
 def trust_target(ratio: float, low: float, high: float) -> float:
     """clip((rho - low) / (high - low), 0, 1)."""
     return min(max((ratio - low) / (high - low), 0.0), 1.0)
@@ -62,8 +67,7 @@ def updated_trust(trust: Trust, learned_return: float, hybrid_return: float, hyb
     if hybrid_was_expert:
         expert = hybrid_return if n == 0 else (expert * n + hybrid_return) / (n + 1)
         n += 1
-    reference = expert if n > 0 else hybrid_return
-    ratio = (learned_return + REWARD_EPS) / (max(reference, 0.0) + REWARD_EPS)
+    ratio = trust_ratio(learned_return, expert if n > 0 else hybrid_return)
     value = trust.value + smoothing * (trust_target(ratio, low, high) - trust.value)
     return Trust(value=min(max(value, 0.0), 1.0), ratio=ratio, expert_return=expert, expert_evals=n,
                  updates=trust.updates + 1)

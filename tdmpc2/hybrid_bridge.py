@@ -23,11 +23,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ClassicalContinuation:
-    """The classical plan from H_c on: actions U `(L, m)`, states X `(L+1, state_dim)`, gains K
-    `(L, m, n)` (zeros for solvers without gains), with L = T_c - H_c >= 0."""
+    """The classical plan from H_c on: actions U `(L, m)`, states X `(L+1, state_dim)` and gains K
+    `(L, m, n)`, or None when the solver has none (all zero), with L = T_c - H_c >= 0."""
     U: np.ndarray
     X: np.ndarray
-    K: np.ndarray
+    K: np.ndarray | None
 
     @classmethod
     def from_plan(cls, result, handover: int) -> "ClassicalContinuation":
@@ -35,9 +35,11 @@ class ClassicalContinuation:
         U = np.asarray(result.actions, dtype=np.float64)
         X = np.asarray(result.states, dtype=np.float64)
         K = getattr(result, "K", None)
-        if K is None or np.shape(K)[0] != len(U):
-            K = np.zeros((len(U), U.shape[1], 0))
-        return cls(U[handover:], X[handover:], np.asarray(K, dtype=np.float64)[handover:])
+        if K is not None:
+            K = np.asarray(K, dtype=np.float64)[handover:]
+            if K.shape[0] != len(U) - handover or not np.any(K):
+                K = None
+        return cls(U[handover:], X[handover:], K)
 
     @property
     def length(self) -> int:
@@ -45,7 +47,7 @@ class ClassicalContinuation:
 
     @property
     def has_gains(self) -> bool:
-        return self.K.shape[-1] > 0 and bool(np.any(self.K))
+        return self.K is not None
 
     def action(self, interface, t: int, states: np.ndarray) -> np.ndarray:
         """c_t at states `(M, state_dim)`: `(M, m)`."""

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from tdmpc2.classical.receding import shifted
 from tdmpc2.common.mppi import elite_update, gumbel_select, sample_actions
 from tdmpc2.hand_over import Trust, adaptive_horizon, bridge_weight, updated_trust
 from tdmpc2.hybrid_bridge import ClassicalContinuation, bridge_returns
@@ -165,7 +166,7 @@ class HybridMPC:
         # 1. classical solve over T_c, warm-started from the previous plan shifted by one step
         result = self.solver.plan(x0, self.plan_horizon, self._warm_start(obs, self.plan_horizon))
         U = np.asarray(result.actions, dtype=np.float64)
-        self._warm = np.concatenate([U[1:], U[-1:]])
+        self._warm = shifted(U)
         continuation = ClassicalContinuation.from_plan(result, Hc)
         ilqg_time = time.perf_counter() - start
 
@@ -190,7 +191,8 @@ class HybridMPC:
                                  else mean[Hc:, None].expand(H, P, A))
         prefixes = torch.empty(Hc, M + 1, A, device=dev)
         prefixes[:, 0] = nominal
-        sim_steps = self.plan_horizon if w > 0 else Hc
+        steps_per_prefix = self.plan_horizon if w > 0 else Hc  # simulated agent steps: prefix (+ bridge)
+        sim_steps = steps_per_prefix
         for _ in range(cfg.mppi_iterations):
             sample_actions(mean[:Hc], std[:Hc], M, out=prefixes[:, 1:])
             actions[:Hc] = prefixes[:, group]
@@ -199,12 +201,12 @@ class HybridMPC:
             scores = self._score_prefixes(x0, prefixes[:, 1:].transpose(0, 1).double().cpu().numpy(),
                                           continuation, w, timer)
             values = self._hybrid_value(_concat(scores0, scores), group, actions[Hc:], Hc, w, timer)
-            sim_steps += M * (self.plan_horizon if w > 0 else Hc)
+            sim_steps += M * steps_per_prefix
             nominal_value = values[0, 0].clone()
             plan = elite_update(actions, values, cfg.num_elites, cfg.temperature, cfg.min_std, cfg.max_std)
             mean, std = plan.mean, plan.std
 
-        # 4. act: an elite strictly better than the nominal, drawn by weight, else the nominal
+        # 4. act: an elite better than the nominal by the margin, drawn by weight, else the nominal
         action, chosen_value, chose_nominal = self._select(plan, nominal, nominal_value, self.margin)
         if not eval_mode:
             action = action + plan.std[0] * torch.randn_like(action)
@@ -246,13 +248,10 @@ class HybridMPC:
         return plan.elite_actions[0, idx], plan.elite_values[idx], False
 
     def _warm_start(self, obs: torch.Tensor, T: int) -> np.ndarray:
-        """The previous classical plan shifted (last action held); at an episode start, the policy
-        prior's mean actions rolled through the learned model."""
+        """The previous classical plan shifted (last action held; T is fixed, so it fits); at an
+        episode start, the policy prior's mean actions rolled through the learned model."""
         if self._warm is not None:
-            warm = self._warm[:T]
-            if len(warm) < T:
-                warm = np.concatenate([warm, np.repeat(warm[-1:], T - len(warm), axis=0)])
-            return warm
+            return self._warm
         model = self.agent.model
         z = model.encode(obs)
         out = []

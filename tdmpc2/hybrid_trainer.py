@@ -57,6 +57,8 @@ class HybridTrainer(OnlineTrainer):
 
     # ---- evaluation of both planners on the same episodes
     def evaluate(self) -> dict[str, float]:
+        from tdmpc2.teaching import PolicyPriorActor
+
         agent = self.agent
         horizon = getattr(agent, "classical_horizon", 0)
         rng = self.env.get_rng_state() if hasattr(self.env, "get_rng_state") else None
@@ -67,28 +69,17 @@ class HybridTrainer(OnlineTrainer):
                     learned = self._run_episodes(record_video=False)
             else:
                 learned = hybrid
+            prior = self._run_episodes(record_video=False, actor=PolicyPriorActor(agent))
         finally:
             if rng is not None:
                 self.env.set_rng_state(rng)
         if hasattr(agent, "observe_evaluation"):  # the trust in the learned planner (tdmpc2.hand_over)
             agent.observe_evaluation(learned["episode_reward"], hybrid["episode_reward"], horizon)
-        prior = self._prior_episodes()
         metrics = dict(hybrid)
         metrics.update({f"learned_{k}": v for k, v in learned.items()})
         metrics.update({f"prior_{k}": v for k, v in prior.items() if k != "episode_length"})
         metrics["eval_classical_horizon"] = horizon
         return metrics
-
-    def _prior_episodes(self) -> dict:
-        """The same seeded episodes played by the policy prior alone (tdmpc2.teaching)."""
-        from tdmpc2.teaching import PolicyPriorActor
-
-        rng = self.env.get_rng_state() if hasattr(self.env, "get_rng_state") else None
-        try:
-            return self._run_episodes(record_video=False, actor=PolicyPriorActor(self.agent))
-        finally:
-            if rng is not None:
-                self.env.set_rng_state(rng)
 
     def _eval_reset(self, episode: int):
         """Episode `episode` of an evaluation starts from the same seed for both planners."""

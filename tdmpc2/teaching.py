@@ -13,29 +13,28 @@ learner hand-over episodes.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
+
+from tdmpc2.classical.receding import RecedingHorizon
 
 
 class ClassicalSeeder:
     """Receding-horizon classical control on the simulator plus exploration noise."""
 
     def __init__(self, solver, interface, horizon: int, noise_std: float):
-        self.solver, self.interface = solver, interface
-        self.horizon, self.noise_std = int(horizon), float(noise_std)
-        self._warm: np.ndarray | None = None
-        self.last_result = None
+        self.controller = RecedingHorizon(solver, interface, horizon)
+        self.interface, self.noise_std = interface, float(noise_std)
+
+    @property
+    def horizon(self) -> int:
+        return self.controller.horizon
 
     def act(self, t0: bool) -> torch.Tensor:
         """The solver's first action from the live state (warm-started by shifting), plus noise,
         clipped to the action bounds."""
         if t0:
-            self._warm = None
-        result = self.solver.plan(self.interface.get_state(), self.horizon, self._warm)
-        U = np.asarray(result.actions, dtype=np.float64)
-        self._warm = np.concatenate([U[1:], U[-1:]])
-        self.last_result = result
-        action = torch.as_tensor(U[0], dtype=torch.float32)
+            self.controller.reset()
+        action = torch.as_tensor(self.controller.plan().actions[0], dtype=torch.float32)
         if self.noise_std > 0:
             action = action + self.noise_std * torch.randn_like(action)
         low, high = self.interface.action_bounds()

@@ -7,6 +7,7 @@ from tdmpc2.classical.ddp import DDP
 from tdmpc2.classical.ilqg import ClassicalMPC, ClassicalResult, SolverStatus, iLQG
 from tdmpc2.classical.interface import EnvironmentInterface
 from tdmpc2.classical.lqr import LQR
+from tdmpc2.classical.receding import RecedingHorizon, shifted
 from tdmpc2.classical.riccati import BackwardPass, box_qp, riccati_backward
 from tdmpc2.classical.sampling import PredictiveSampling
 
@@ -34,4 +35,4 @@ def solver_from_config(cfg, interface: EnvironmentInterface) -> ClassicalMPC:
 
 __all__ = ["EnvironmentInterface", "ClassicalMPC", "ClassicalResult", "SolverStatus", "iLQG", "LQR", "DDP",
            "BackwardPass", "riccati_backward", "box_qp", "ResidualCost", "Term", "Quadratic", "SmoothAbs",
-           "PredictiveSampling", "SOLVERS", "make_classical_solver", "solver_from_config"]
+           "PredictiveSampling", "RecedingHorizon", "shifted", "SOLVERS", "make_classical_solver", "solver_from_config"]

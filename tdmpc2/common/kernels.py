@@ -331,8 +331,9 @@ def usable(*tensors: torch.Tensor) -> bool:
     return _lib is not None and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
 
 
-def _p(t: torch.Tensor) -> int:
-    return t.data_ptr()
+def _p(t: torch.Tensor | None) -> int | None:
+    """The tensor's data pointer for ctypes (None for an absent optional argument)."""
+    return None if t is None else t.data_ptr()
 
 
 class _LnMish(torch.autograd.Function):
@@ -372,10 +373,6 @@ def ln_mish(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float
     return _LnMish.apply(x, gamma, beta, eps)
 
 
-def _opt(t: torch.Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
 def ln_mish_(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5,
              bias: torch.Tensor | None = None) -> torch.Tensor:
     """Inference only: ln_mish of x + bias written over x in place (over a contiguous copy when x
@@ -384,7 +381,7 @@ def ln_mish_(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: floa
     bias = None if bias is None else bias.contiguous()
     K = gamma.shape[0] if gamma.dim() == 2 else 1
     C = x.shape[-1]
-    _lib.ln_mish_forward(_p(x), _p(x), _opt(bias), _p(gamma), _p(beta), K, x.numel() // (K * C), C, eps, None, None)
+    _lib.ln_mish_forward(_p(x), _p(x), _p(bias), _p(gamma), _p(beta), K, x.numel() // (K * C), C, eps, None, None)
     return x
 
 
@@ -394,7 +391,7 @@ def ln_simnorm_(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, dim: i
     x, gamma, beta = x.contiguous(), gamma.contiguous(), beta.contiguous()
     bias = None if bias is None else bias.contiguous()
     C = x.shape[-1]
-    _lib.ln_simnorm_forward(_p(x), _p(x), _opt(bias), _p(gamma), _p(beta), x.numel() // C, C, dim, eps)
+    _lib.ln_simnorm_forward(_p(x), _p(x), _p(bias), _p(gamma), _p(beta), x.numel() // C, C, dim, eps)
     return x
 
 
