@@ -15,20 +15,22 @@ def work_dir(log_dir: str, task: str, seed, name: str) -> str:
     return os.path.join(log_dir, task, str(seed), name)
 
 
-def launch(runs: list[dict], log_dir: str, jobs: int) -> list[str]:
+def launch(runs: list[dict], log_dir: str, jobs: int, checkpoint_freq: int = 0) -> list[str]:
     """Run `python -m tdmpc2.train_hybrid key=value ...` for each dict of overrides (plus a
-    `name`), at most `jobs` at once; returns the work dirs. Output goes to <work dir>.log."""
+    `name`), at most `jobs` at once; returns the work dirs. Output goes to <work dir>.log.
+    With `checkpoint_freq` > 0 the runs write resume.pt, so launching the same runs again
+    continues them (a finished run is reported, not repeated) and the log is appended to."""
     pending, active, dirs = list(runs), {}, []
     env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
     while pending or active:
         while pending and len(active) < jobs:
             run = dict(pending.pop(0))
             name = run.pop("name")
-            run.update(log_dir=log_dir, exp_name=name, threads=1, save_agent=False, checkpoint_freq=0)
+            run.update(log_dir=log_dir, exp_name=name, threads=1, save_agent=False, checkpoint_freq=checkpoint_freq)
             args = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in run.items()]
             path = work_dir(log_dir, run["task"], run["seed"], name)
             os.makedirs(path, exist_ok=True)
-            log = open(path + ".log", "w")
+            log = open(path + ".log", "a" if checkpoint_freq > 0 else "w")
             proc = subprocess.Popen([sys.executable, "-m", "tdmpc2.train_hybrid", *args], cwd=ROOT,
                                     stdout=log, stderr=subprocess.STDOUT, env=env)
             active[path] = (proc, log, time.time())

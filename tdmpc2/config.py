@@ -107,6 +107,23 @@ def _bool(cfg, key):
     return value
 
 
+def _teaching(cfg) -> None:
+    """Learning from the simulator (tdmpc2.teaching)."""
+    cfg.distill_coef = _num(cfg, "distill_coef", float, low=0)
+    cfg.distill_bc_updates = _num(cfg, "distill_bc_updates", int, low=0)
+    for key in ("expert_fraction", "learner_episode_prob", "relabel_fraction"):
+        cfg[key] = _num(cfg, key, float, low=0, high=1)
+    for key in ("distill_schedule", "expert_schedule"):
+        _choice(cfg, key, ("constant", "horizon", "trust"))
+    _bool(cfg, "distill_q_filter")
+    if cfg.relabel_fraction > 0 and cfg.learner_episode_prob == 0:
+        raise ConfigError("Config key 'relabel_fraction' labels the states of hand-over episodes; it needs "
+                          "learner_episode_prob > 0.")
+    if cfg.distill_bc_updates > 0 and cfg.seed_policy != "classical":
+        raise ConfigError("Config key 'distill_bc_updates' clones the classical seed data into the policy prior; it "
+                          "needs seed_policy=classical.")
+
+
 def _bridge_and_trust(cfg) -> None:
     """bridge_weight: a number in [0, 1], schedule or adaptive; the trust ramp 0 <= low < high,
     smoothing in (0, 1]."""
@@ -235,6 +252,7 @@ def finalize(cfg: DictConfig) -> DictConfig:
     _choice(cfg, "scoring_model", ("exact", "planning"))
     _choice(cfg, "seed_policy", ("random", "classical"))
     cfg.seed_noise_std = _num(cfg, "seed_noise_std", float, low=0)
+    _teaching(cfg)
     _bool(cfg, "bridge_feedback")
     _bridge_and_trust(cfg)
     _classical_defaults(cfg)
@@ -287,3 +305,8 @@ def seed_steps_for(episode_length: int) -> int:
 
 def config_to_dict(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def default_config() -> dict:
+    """config.yaml's values before any override or derivation (derived keys are None)."""
+    return config_to_dict(_raw_config())

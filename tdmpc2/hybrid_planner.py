@@ -208,6 +208,7 @@ class HybridMPC:
 
         # 4. act: an elite better than the nominal by the margin, drawn by weight, else the nominal
         action, chosen_value, chose_nominal = self._select(plan, nominal, nominal_value, self.margin)
+        agent.planned_action = action.clamp(-1, 1)  # before exploration noise: the distillation label
         if not eval_mode:
             action = action + plan.std[0] * torch.randn_like(action)
         self._prev_mean = plan.mean

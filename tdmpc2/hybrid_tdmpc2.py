@@ -8,7 +8,9 @@
     agent.get_hybrid_info()["classical_horizon"]
 
 With `hybrid_mpc=false`, without an env, on a task without a simulator interface, or while the
-schedule's H_c is 0, `plan` is exactly TD-MPC2's. Learning (`update`) is TD-MPC2's unchanged.
+schedule's H_c is 0, `plan` is exactly TD-MPC2's. Learning (`update`) is TD-MPC2's, plus the
+teaching terms of `tdmpc2.teaching` when they are on (expert oversampling of the batch and planner
+distillation in the policy loss; both off by default).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 
 from tdmpc2.hand_over import Trust
 from tdmpc2.tdmpc2 import TDMPC2
+from tdmpc2.teaching import TeachingConfig, distillation_loss
 
 _WARNED: set = set()
 
@@ -36,6 +39,8 @@ class HybridTDMPC2(TDMPC2):
         self.training_step = 0
         self.hybrid = None
         self._learned_only = False
+        self.teaching = TeachingConfig.from_config(cfg)
+        self._labels = None  # the expert labels of the batch being learned from (distillation)
         if not cfg.hybrid_mpc:
             return
         if env is None:
@@ -108,6 +113,76 @@ class HybridTDMPC2(TDMPC2):
         if last is not None:
             info.update({f"last_{k}" if k == "classical_horizon" else k: v for k, v in last.as_dict().items()})
         return info
+
+    # ------------------------------------------------------------------ learning from the simulator
+    def teaching_progress(self) -> tuple[float, float]:
+        """(H_c of the transition schedule / max_classical_horizon, trust): what teaching decays follow."""
+        if self.hybrid is None:
+            return 0.0, 1.0
+        return self.hybrid.get_classical_horizon() / max(self.cfg.max_classical_horizon, 1), self.hybrid.trust.value
+
+    def update(self, buffer) -> dict[str, torch.Tensor]:
+        """TD-MPC2's update; with expert oversampling or distillation on, the batch draws its
+        expert share and carries the planner's labels to `policy_extra_loss`."""
+        teach = self.teaching
+        if self.hybrid is None or not (teach.distill_coef > 0 or teach.expert_fraction > 0):
+            return super().update(buffer)
+        progress = self.teaching_progress()
+        share = teach.expert_share(*progress)
+        batch, provenance = buffer.sample_labelled(share)
+        weight = teach.distill_weight(*progress)
+        self._labels = (weight, provenance.expert_action) if weight > 0 and provenance is not None else None
+        try:
+            stats = self.update_on_batch(batch.obs, batch.action, batch.reward, batch.terminated)
+        finally:
+            self._labels = None
+        if provenance is not None:
+            first = provenance.source[0]
+            stats["expert_share"] = ((first == 1) | (first == 2)).float().mean()
+        stats["expert_fraction"] = torch.tensor(share)
+        stats["distill_weight"] = torch.tensor(weight)
+        return stats
+
+    def policy_extra_loss(self, zs: torch.Tensor, sample):
+        """Planner distillation (`tdmpc2.teaching`): pulls tanh(mu) towards the labels of the
+        batch, on the latents zs[:-1] the policy loss already uses."""
+        if self._labels is None:
+            return None
+        weight, labels = self._labels
+        H = labels.shape[0]
+        mean = sample.mean[:H]
+        keep = None
+        if self.teaching.distill_q_filter:  # keep a label only where Q prefers it to pi's mean
+            with torch.no_grad():
+                z, pair = zs[:H], self.model.random_pair()
+                q_label = self.model.Q(z, torch.nan_to_num(labels), pair, "avg")
+                q_mean = self.model.Q(z, mean.detach(), pair, "avg")
+                keep = q_label >= q_mean
+        loss = distillation_loss(mean, labels, self._rho[:H], keep)
+        with torch.no_grad():
+            labelled = torch.isfinite(labels).all(-1)
+            gap = (mean.detach() - torch.nan_to_num(labels)).square().mean(-1)[labelled]
+            stats = dict(distill_loss=loss.detach(), distill_labelled=labelled.float().mean(),
+                         distill_mse=gap.mean() if gap.numel() else torch.tensor(float("nan")))
+            if keep is not None:
+                stats["distill_kept"] = (keep.squeeze(-1) & labelled).float().sum() / labelled.float().sum().clamp(min=1)
+        return weight * loss, stats
+
+    def behaviour_cloning_update(self, buffer) -> dict[str, torch.Tensor]:
+        """One update of the policy prior alone on the distillation term (the burst that may
+        follow classical seeding): labelled slices, latents from the encoder."""
+        batch, provenance = buffer.sample_labelled(1.0)
+        if provenance is None:
+            raise RuntimeError("Behaviour cloning needs a buffer with provenance (the hybrid trainer records it).")
+        H = provenance.expert_action.shape[0]
+        with torch.no_grad():
+            zs = self.model.encode(batch.obs[:H])
+        loss = distillation_loss(self.model.pi(zs).mean, provenance.expert_action, self._rho[:H])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model._pi.parameters(), self.cfg.grad_clip_norm)
+        self.pi_optim.step()
+        self.pi_optim.zero_grad(set_to_none=True)
+        return dict(bc_loss=loss.detach())
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

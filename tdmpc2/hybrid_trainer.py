@@ -7,7 +7,13 @@
 * Every evaluation also plays the same episodes with the policy prior alone (`prior_*`
   columns: a forward pass per step, the RNG left untouched).
 * `seed_policy=classical`: the classical planner on the simulator, plus noise, acts during the
-  seed steps (`tdmpc2.teaching`).
+  seed steps (`tdmpc2.teaching`), and `distill_bc_updates` behaviour-cloning updates follow the
+  pre-training burst.
+* Every stored transition records who chose it (random, classical, hybrid, learned), the
+  planner's action before noise and, for planner-chosen or relabelled states, the expert label.
+* `learner_episode_prob`: hand-over episodes, where the learned-only planner takes control from
+  a random step while H_c > 0 (`tdmpc2.teaching.HandOver`), a share of its states relabelled by
+  the classical planner.
 * Every evaluation feeds the trust in the learned planner (`tdmpc2.hand_over`), which moves
   H_c under `transition_schedule=adaptive` and w under `bridge_weight=adaptive`.
 * Every row carries the classical horizon, the bridge weight and the trust; train rows add the
@@ -20,27 +26,69 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import nullcontext
 
+from tdmpc2.teaching import CLASSICAL, HYBRID, LEARNED, RANDOM, HandOver
 from tdmpc2.trainer import OnlineTrainer
 
 
 class HybridTrainer(OnlineTrainer):
+    RECORD_PROVENANCE = True
+
     def __init__(self, cfg, env, agent, buffer, logger):
         super().__init__(cfg, env, agent, buffer, logger)
         self._plan_stats = _PlanStats()
         self.seeder = _seeder(cfg, agent)
+        self.relabeller = _expert(cfg, agent, "relabel_fraction", 0.0) if cfg.relabel_fraction > 0 else None
+        self.hand_over = HandOver(cfg.learner_episode_prob, cfg.relabel_fraction, cfg.episode_length)
+        self._episode_counts = Counter()
 
-    # ---- acting: accumulate per-plan statistics between log rows
+    # ---- acting: provenance, hand-over episodes and per-plan statistics between log rows
     def choose_action(self, episode):
-        if not self.pretrained and self.seeder is not None:  # classical seeding (tdmpc2.teaching)
-            return self.seeder.act(t0=episode.num_steps == 0)
-        hybrid = getattr(self.agent, "hybrid", None)
+        t0 = episode.num_steps == 0
+        if not self.pretrained:
+            if self.seeder is not None:  # classical seeding (tdmpc2.teaching)
+                action, planned = self.seeder.act(t0=t0)
+                return self._chose(CLASSICAL, action, planned, planned)
+            return self._chose(RANDOM, super().choose_action(episode))
+        agent = self.agent
+        if t0:
+            self.hand_over.new_episode(getattr(agent, "classical_horizon", 0) > 0)
+        learner = self.hand_over.learner_acts(episode.num_steps)
+        label = None
+        if learner and self.relabeller is not None:
+            if self.hand_over.start == episode.num_steps:
+                self.relabeller.reset()
+            if self.hand_over.relabel():
+                label = self.relabeller.label()  # planned from a snapshot: the live state is untouched
+        hybrid = getattr(agent, "hybrid", None)
         before = hybrid.last_info if hybrid is not None else None
-        action = super().choose_action(episode)
+        with agent.learned_only() if learner else nullcontext():
+            acting_horizon = getattr(agent, "classical_horizon", 0)
+            action = super().choose_action(episode)
         info = hybrid.last_info if hybrid is not None else None
-        if info is not None and info is not before:  # a hybrid plan made for this very action
+        planned = getattr(agent, "planned_action", None)
+        if acting_horizon > 0 and info is not None and info is not before:  # a hybrid plan for this very action
             self._plan_stats.add(info)
+            return self._chose(HYBRID, action, planned, planned)
+        return self._chose(LEARNED, action, planned, label)
+
+    def _chose(self, source, action, planned=None, label=None):
+        self.last_provenance = (source, planned, label)
+        self._episode_counts[source] += 1
+        self._episode_counts["relabelled"] += int(source == LEARNED and label is not None)
         return action
+
+    def pretrain(self, num_updates: int) -> None:
+        """TD-MPC2's pre-training burst, then `distill_bc_updates` behaviour-cloning updates of
+        the policy prior on the classical seed data (with seed_policy=classical)."""
+        super().pretrain(num_updates)
+        bc = int(self.cfg.distill_bc_updates)
+        if bc > 0 and self.seeder is not None:
+            for _ in range(bc):
+                stats = self.agent.behaviour_cloning_update(self.buffer)
+            self.logger.progress(f"behaviour cloning: {bc:,} policy updates on the classical seed data, "
+                                 f"last loss {float(stats['bc_loss']):.4f}")
 
     def _hybrid_info(self, kind: str) -> dict:
         """The schedule's state on every row; per-plan means and counts since the last train
@@ -53,6 +101,12 @@ class HybridTrainer(OnlineTrainer):
                 out[key] = info[key]
         if kind == "train":
             out.update(self._plan_stats.flush())
+            if self.hand_over.probability > 0:
+                counts, self._episode_counts = self._episode_counts, Counter()
+                out.update(learner_steps=counts[LEARNED], relabelled_steps=counts["relabelled"],
+                           handover_step=self.hand_over.start if self.hand_over.start is not None else -1)
+            else:
+                self._episode_counts.clear()
         return out
 
     # ---- evaluation of both planners on the same episodes
@@ -126,14 +180,28 @@ class _PlanStats:
 
 
 def _seeder(cfg, agent):
-    """The classical seeder of `seed_policy=classical`, or None (`random`)."""
-    if cfg.seed_policy != "classical":
-        return None
+    """The classical seeder of `seed_policy=classical`, or None (`random`); fails in one sentence
+    when a teaching key is on without a simulator to teach from."""
     from tdmpc2.config import ConfigError
-    from tdmpc2.teaching import ClassicalSeeder
 
     hybrid = getattr(agent, "hybrid", None)
     if hybrid is None:
-        raise ConfigError(f"Config key 'seed_policy': classical seeding needs hybrid_mpc=true and a task with a "
-                          f"simulator interface; '{cfg.task}' has none here (use seed_policy=random).")
-    return ClassicalSeeder(hybrid.solver, hybrid.interface, hybrid.plan_horizon, cfg.seed_noise_std)
+        on = [k for k in ("distill_coef", "expert_fraction", "learner_episode_prob") if float(cfg[k]) > 0]
+        if on:
+            raise ConfigError(f"Config key '{on[0]}': learning from the simulator needs hybrid_mpc=true and a task "
+                              f"with a simulator interface; '{cfg.task}' has none here (set it to 0).")
+    if cfg.seed_policy != "classical":
+        return None
+    return _expert(cfg, agent, "seed_policy", cfg.seed_noise_std)
+
+
+def _expert(cfg, agent, key, noise_std):
+    """The classical planner on the simulator over T_c (`tdmpc2.teaching.ClassicalExpert`)."""
+    from tdmpc2.config import ConfigError
+    from tdmpc2.teaching import ClassicalExpert
+
+    hybrid = getattr(agent, "hybrid", None)
+    if hybrid is None:
+        raise ConfigError(f"Config key '{key}': the classical planner needs hybrid_mpc=true and a task with a "
+                          f"simulator interface; '{cfg.task}' has none here.")
+    return ClassicalExpert(hybrid.solver, hybrid.interface, hybrid.plan_horizon, noise_std)

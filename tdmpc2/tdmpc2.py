@@ -54,6 +54,7 @@ class TDMPC2:
         self._rho = cfg.rho ** torch.arange(self.horizon + 1, dtype=torch.float32, device=self.device)
         self._prev_mean = torch.zeros(self.horizon, cfg.action_dim, device=self.device)
         self.last_plan: EliteUpdate | None = None
+        self.planned_action: torch.Tensor | None = None  # the last plan's action before exploration noise
 
     # ================================================================== acting
     @torch.no_grad()
@@ -112,6 +113,7 @@ class TDMPC2:
         """First action of an elite drawn by weight, plus std-scaled noise when training."""
         self.last_plan = result
         action = result.elite_actions[0, gumbel_select(result.weights)]
+        self.planned_action = action.clamp(-1, 1)
         if not eval_mode:
             action = action + result.std[0] * torch.randn_like(action)
         return action.clamp(-1, 1)
@@ -197,12 +199,19 @@ class TDMPC2:
         q = self.scale(q)
         per_step = (-cfg.entropy_coef * sample.scaled_entropy - q).mean((1, 2))
         pi_loss = (per_step * self._rho).mean()
-        pi_loss.backward()
+        extra = self.policy_extra_loss(zs, sample)
+        (pi_loss if extra is None else pi_loss + extra[0]).backward()
         pi_grad_norm = torch.nn.utils.clip_grad_norm_(model._pi.parameters(), cfg.grad_clip_norm)
         self.pi_optim.step()
         self.pi_optim.zero_grad(set_to_none=True)
         return dict(pi_loss=pi_loss, pi_grad_norm=pi_grad_norm, pi_entropy=sample.entropy.mean(),
-                    pi_scaled_entropy=sample.scaled_entropy.mean(), pi_scale=self.scale.value.clone())
+                    pi_scaled_entropy=sample.scaled_entropy.mean(), pi_scale=self.scale.value.clone(),
+                    **(extra[1] if extra is not None else {}))
+
+    def policy_extra_loss(self, zs: torch.Tensor, sample) -> tuple[torch.Tensor, dict] | None:
+        """A term added to the policy loss and its statistics, or None (TD-MPC2: none); the hybrid
+        agent adds planner distillation here (`tdmpc2.teaching`)."""
+        return None
 
     # ================================================================== checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from tdmpc2.common.buffer import Buffer  # noqa: E402
 from tdmpc2.common.device import available_cores, resolve_device  # noqa: E402
 from tdmpc2.common.logger import Logger  # noqa: E402
-from tdmpc2.config import ConfigError, config_to_dict, finalize, known_keys, load_config  # noqa: E402
+from tdmpc2.config import ConfigError, config_to_dict, default_config, finalize, known_keys, load_config  # noqa: E402
 from tdmpc2.envs import UnknownTaskError, make_env  # noqa: E402
 from tdmpc2.tdmpc2 import TDMPC2, CheckpointError  # noqa: E402
 from tdmpc2.trainer import (RESUME_FILE, RESUME_FORMAT, OnlineTrainer,  # noqa: E402
@@ -132,7 +132,10 @@ def load_resume_state(cfg: DictConfig) -> dict | None:
     if not state.get("complete") and not all(k in state for k in ("agent", "buffer", "rng", "logs")):
         raise CheckpointError(f"Resume checkpoint '{path}' is incomplete: {hint}.")
     theirs, ours = state.get("config") or {}, config_to_dict(cfg)
+    defaults = default_config()
     for key in sorted(set(theirs) | set(ours)):
+        if key not in theirs and key in defaults and ours.get(key) == defaults[key]:
+            continue  # a key added after that run was started, at its default (off) value
         if key not in RESUME_FREE_KEYS and theirs.get(key) != ours.get(key):
             raise CheckpointError(
                 f"Resume checkpoint '{path}' belongs to another run ({key}={theirs.get(key)!r} there, "

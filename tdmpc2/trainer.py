@@ -47,19 +47,29 @@ RESUME_FORMAT = "hybrid-tdmpc2-resume/1"
 
 class EpisodeRecord:
     """The entries of one episode in buffer layout (spec 6): entry 0 holds the initial
-    observation with NaN action/reward/terminated, entry k the transition that led to s_k."""
+    observation with NaN action/reward/terminated, entry k the transition that led to s_k.
+    With `provenance`, entries also carry (source, planner action, expert label) (common.buffer):
+    -1 and NaN for entry 0 and for steps appended without them."""
 
-    def __init__(self, obs: torch.Tensor, action_dim: int):
+    def __init__(self, obs: torch.Tensor, action_dim: int, provenance: bool = False):
         nan = float("nan")
         self.obs, self.action = [obs], [torch.full((action_dim,), nan)]
         self.reward, self.terminated = [torch.tensor(nan)], [torch.tensor(nan)]
         self.success, self.total_reward = 0.0, 0.0
+        self.provenance = ([-1], [torch.full((action_dim,), nan)], [torch.full((action_dim,), nan)]) if provenance else None
 
     @property
     def num_steps(self) -> int:
         return len(self.obs) - 1
 
-    def append(self, obs, action, reward, info) -> None:
+    def append(self, obs, action, reward, info, provenance=None) -> None:
+        """`provenance`: (source code, planner action or None, expert label or None)."""
+        if self.provenance is not None:
+            source, planned, label = provenance if provenance is not None else (-1, None, None)
+            nan = self.provenance[1][0]
+            self.provenance[0].append(int(source))
+            self.provenance[1].append(nan if planned is None else planned.detach().cpu().float().reshape(nan.shape))
+            self.provenance[2].append(nan if label is None else label.detach().cpu().float().reshape(nan.shape))
         self.obs.append(obs)
         self.action.append(action.detach().cpu().float())
         self.reward.append(torch.as_tensor(reward, dtype=torch.float32))
@@ -72,8 +82,13 @@ class EpisodeRecord:
         return self.num_steps > 0 and bool(self.terminated[-1] > 0)
 
     def to_dict(self) -> dict[str, torch.Tensor]:
-        return dict(obs=torch.stack(self.obs), action=torch.stack(self.action),
-                    reward=torch.stack(self.reward), terminated=torch.stack(self.terminated))
+        out = dict(obs=torch.stack(self.obs), action=torch.stack(self.action),
+                   reward=torch.stack(self.reward), terminated=torch.stack(self.terminated))
+        if self.provenance is not None:
+            source, planned, label = self.provenance
+            out.update(source=torch.tensor(source, dtype=torch.long), planner_action=torch.stack(planned),
+                       expert_action=torch.stack(label))
+        return out
 
 
 class OnlineTrainer:
@@ -81,6 +96,7 @@ class OnlineTrainer:
     checkpoint path (or None)."""
 
     PRETRAIN_REPORT_SECONDS = 10.0
+    RECORD_PROVENANCE = False  # store who chose each action (common.buffer); the hybrid trainer does
 
     def __init__(self, cfg, env, agent, buffer, logger):
         self.cfg, self.env, self.agent, self.buffer, self.logger = cfg, env, agent, buffer, logger
@@ -91,6 +107,7 @@ class OnlineTrainer:
         self._elapsed_before = 0.0   # training time of the runs this one resumes
         self._last_update: dict = {}
         self._resumed_at_boundary = False
+        self.last_provenance = None  # (source, planner action, label) of the last chosen action
         freq = int(cfg.checkpoint_freq)
         self._next_resume_step = freq if freq > 0 else None
 
@@ -112,11 +129,11 @@ class OnlineTrainer:
                         self.finish_episode(episode)
                     self.maybe_save_resume()
             if done:
-                episode = EpisodeRecord(self.env.reset(), cfg.action_dim)
+                episode = EpisodeRecord(self.env.reset(), cfg.action_dim, self.RECORD_PROVENANCE)
             self._notify_step()
             action = self.choose_action(episode)
             obs, reward, done, info = self.env.step(action)
-            episode.append(obs, action, reward, info)
+            episode.append(obs, action, reward, info, self.last_provenance)
             self.run_updates()
             self.step += 1
             self.maybe_checkpoint()

@@ -29,7 +29,11 @@ def is_timing(column):  # wall-clock columns (elapsed time, planner timings) are
 # the hybrid agent: H_c 3 -> 0 over the run (linear), so the schedule state matters
 HYBRID = ["hybrid_mpc=true", "max_classical_horizon=3", "transition_steps=80", "ilqg_iterations=2",
           "hybrid_prefix_samples=4", "classical_plan_horizon=6"]
-VARIANTS = {"tdmpc2": ("tdmpc2.train", []), "hybrid": ("tdmpc2.train_hybrid", HYBRID)}
+# every teaching mechanism on (tdmpc2/teaching.py): provenance and labels must come back too
+TEACHING = HYBRID + ["seed_policy=classical", "distill_coef=1", "distill_q_filter=true", "distill_bc_updates=5",
+                     "expert_fraction=0.5", "learner_episode_prob=0.5", "relabel_fraction=0.5"]
+VARIANTS = {"tdmpc2": ("tdmpc2.train", []), "hybrid": ("tdmpc2.train_hybrid", HYBRID),
+            "teaching": ("tdmpc2.train_hybrid", TEACHING)}
 
 
 def command(log_dir, variant="tdmpc2"):
@@ -80,7 +84,7 @@ def kill_after_train_row(log_dir, min_step, variant, timeout=120):
         proc.stderr.close()
 
 
-@pytest.mark.parametrize("variant", ["tdmpc2", "hybrid"])
+@pytest.mark.parametrize("variant", ["tdmpc2", "hybrid", "teaching"])
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, variant):
     full_dir, killed_dir = tmp_path / "full", tmp_path / "killed"
     # the uninterrupted run goes alongside the one that is killed (2 cores)
@@ -97,8 +101,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, variant):
     assert killed_at >= 60
     state = torch.load(os.path.join(work_dir(killed_dir), "resume.pt"), weights_only=True)
     assert state["step"] in (40, 60) and not state["complete"] and state["pretrained"]
-    if variant == "hybrid":
+    if variant != "tdmpc2":
         assert state["agent"]["hybrid"]["training_step"] == state["step"] - 1  # last step acted on
+    if variant == "teaching":  # the resume point holds every transition's source and label
+        data = state["buffer"]["data"]
+        seed_entries = data["source"][1:21]  # the classical seed episode
+        assert (seed_entries == 1).all() and torch.isfinite(data["expert_action"][1:21]).all()
+        assert set(data["source"].tolist()) >= {-1, 1, 2}
 
     resumed = run(killed_dir, variant=variant)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

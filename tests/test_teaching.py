@@ -33,9 +33,9 @@ def test_classical_seeding_acts_far_better_than_random_and_repeats_under_a_seed(
     trainer = HybridTrainer(cfg, env, agent, buffer=None, logger=None)
     assert trainer.seeder is not None and trainer.seeder.horizon == agent.hybrid.plan_horizon
     torch.manual_seed(0)
-    seeded = _episode(env, lambda t: trainer.seeder.act(t0=t == 0), seed=3)
+    seeded = _episode(env, lambda t: trainer.seeder.act(t0=t == 0)[0], seed=3)
     torch.manual_seed(0)
-    again = _episode(env, lambda t: trainer.seeder.act(t0=t == 0), seed=3)
+    again = _episode(env, lambda t: trainer.seeder.act(t0=t == 0)[0], seed=3)
     random = _episode(env, lambda t: env.rand_act(), seed=3)
     assert seeded == again  # the noise comes from torch's RNG: a resumed run repeats it
     assert seeded > 540 and seeded > 2 * random, (seeded, random)  # max 600 in 300 agent steps
@@ -46,7 +46,7 @@ def test_seeding_noise_is_applied_and_actions_stay_in_bounds():
     env = make_env(cfg)
     env.reset(seed=1)
     seeder = HybridTrainer(cfg, env, HybridTDMPC2(cfg, env), None, None).seeder
-    actions = torch.stack([seeder.act(t0=i == 0) for i in range(5)])
+    actions = torch.stack([seeder.act(t0=i == 0)[0] for i in range(5)])
     assert actions.abs().max() <= 1 and (actions.abs() == 1).any()  # large noise saturates, clipped
 
 
@@ -74,3 +74,248 @@ def test_bad_teaching_settings_name_the_key():
         agent = HybridTDMPC2(cfg, env)
     with pytest.raises(ConfigError, match="seed_policy.*cheetah-jump"):
         HybridTrainer(cfg, env, agent, None, None)
+
+
+# ---------------------------------------------------------------- teaching mechanisms
+from tdmpc2.common.buffer import Buffer  # noqa: E402
+from tdmpc2.teaching import (CLASSICAL, HYBRID, LEARNED, RANDOM, TeachingConfig, decay,  # noqa: E402
+                             distillation_loss)
+from tdmpc2.tdmpc2 import TDMPC2  # noqa: E402
+
+
+def labelled_episode(steps, obs_dim, action_dim, sources, gen):
+    """An episode with provenance: `sources` (steps,) codes; planner-chosen steps carry a label."""
+    nan = float("nan")
+    obs = torch.randn(steps + 1, obs_dim, generator=gen)
+    action = torch.rand(steps + 1, action_dim, generator=gen) * 2 - 1
+    label = torch.rand(steps + 1, action_dim, generator=gen) * 1.6 - 0.8
+    source = torch.tensor([-1] + list(sources), dtype=torch.long)
+    expert = (source == CLASSICAL) | (source == HYBRID)
+    label[~expert] = nan
+    action[0] = nan
+    reward, terminated = torch.rand(steps + 1, generator=gen), torch.zeros(steps + 1)
+    reward[0] = terminated[0] = nan
+    return dict(obs=obs, action=action, reward=reward, terminated=terminated, source=source,
+                planner_action=label.clone(), expert_action=label)
+
+
+def test_decay_schedules():
+    assert decay("constant", 0.3, 0.9) == 1.0
+    assert decay("horizon", 0.3, 0.9) == 0.3 and decay("horizon", 1.5, 0) == 1.0
+    assert decay("trust", 0.3, 0.9) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="teaching schedule"):
+        decay("linear", 0, 0)
+
+
+def test_distillation_loss_matches_a_hand_computation():
+    mean = torch.tensor([[[0.5, -0.5], [0.0, 0.0]], [[1.0, 1.0], [0.2, 0.2]]])  # (H=2, B=2, A=2)
+    nan = float("nan")
+    label = torch.tensor([[[0.0, 0.5], [nan, nan]], [[1.0, 0.0], [0.2, 0.2]]])
+    rho = torch.tensor([1.0, 0.5])
+    # t=0: only entry 0 labelled, ||(0.5, -1)||^2 / 2 = 0.625, mean over B = 0.3125; t=1: (0 + 0.5) / 2 = 0.25
+    expected = (1.0 * 0.3125 + 0.5 * 0.25) / 2
+    assert distillation_loss(mean, label, rho).item() == pytest.approx(expected)
+    keep = torch.tensor([[[True], [True]], [[False], [True]]])  # drops t=1, b=0
+    assert distillation_loss(mean, label, rho, keep).item() == pytest.approx(0.3125 / 2)
+    assert distillation_loss(mean, torch.full_like(label, nan), rho).item() == 0.0
+
+
+def small_buffer(sources_per_episode, batch_size=256, seed=0, obs_dim=5, action_dim=1):
+    gen = torch.Generator().manual_seed(seed)
+    buffer = Buffer(10_000, horizon=3, batch_size=batch_size, seed=seed)
+    for sources in sources_per_episode:
+        buffer.add(labelled_episode(len(sources), obs_dim, action_dim, sources, gen))
+    return buffer
+
+
+def test_expert_fraction_draws_the_requested_share_and_zero_samples_as_before():
+    # 25% of transitions are classical, in runs of 10 steps
+    sources = ([CLASSICAL] * 10 + [RANDOM] * 30) * 5
+    buffer = small_buffer([sources] * 4, batch_size=1000)
+    starts = buffer._expert_slice_starts()
+    assert len(starts) > 0
+    _, prov = buffer.sample_labelled(0.6)
+    first = prov.source[0]
+    assert ((first == CLASSICAL)[:600]).all()  # the expert share itself
+    p = ((first == CLASSICAL)[600:]).float().mean().item()  # the uniform rest hits experts at about the base rate
+    assert abs(p - 0.25) < 4 * (0.25 * 0.75 / 400) ** 0.5, p
+    # f = 0 draws exactly the indices the plain sampler draws (no extra random numbers)
+    a, b = small_buffer([sources] * 4, seed=3), small_buffer([sources] * 4, seed=3)
+    assert torch.equal(a.sample(0.0).obs, b.sample().obs)
+    # a buffer without planner data falls back to uniform sampling
+    plain = small_buffer([[RANDOM] * 50] * 2)
+    _, prov = plain.sample_labelled(0.5)
+    assert (prov.source == RANDOM).all() and torch.isnan(prov.expert_action).all()
+
+
+def test_provenance_survives_the_buffer_state_dict_and_old_states_load():
+    sources = [CLASSICAL] * 5 + [HYBRID] * 5 + [LEARNED] * 5 + [RANDOM] * 5
+    buffer = small_buffer([sources, sources[::-1]])
+    state = buffer.state_dict()
+    restored = Buffer(10_000, horizon=3, batch_size=256)
+    restored.load_state_dict(state)
+    for a, b in zip(buffer.episodes(), restored.episodes()):
+        assert set(a) == set(b) and {"source", "planner_action", "expert_action"} <= set(a)
+        for key in a:
+            assert torch.equal(torch.nan_to_num(a[key], 7.0), torch.nan_to_num(b[key], 7.0)), key
+    assert restored.source_counts() == {"unknown": 0, "random": 10, "classical": 10, "hybrid": 10, "learned": 10}
+    # a state saved before provenance existed loads, and later episodes with provenance mix in
+    for key in ("source", "planner_action", "expert_action"):
+        state["data"].pop(key)
+    old = Buffer(10_000, horizon=3, batch_size=256)
+    old.load_state_dict(state)
+    assert not old.has_provenance
+    old.add(labelled_episode(20, 5, 1, sources, torch.Generator().manual_seed(1)))
+    assert old.source_counts() == {"unknown": 40, "random": 5, "classical": 5, "hybrid": 5, "learned": 5}
+
+
+def agent_pair(**overrides):
+    """A HybridTDMPC2 with a simulator and a plain TDMPC2 with the same weights."""
+    cfg = load_config(task="cartpole-balance", hybrid_mpc=True, batch_size=64, **{**SMALL, **overrides})
+    torch.manual_seed(0)
+    agent = HybridTDMPC2(cfg, make_env(cfg))
+    plain = TDMPC2(cfg)
+    plain.load_state_dict(agent.state_dict())
+    return agent, plain
+
+
+def prior_gap(agent, buffer):
+    """Mean squared distance between tanh(mu(h(obs))) and the labels over every labelled entry."""
+    state = buffer.state_dict()["data"]
+    labelled = torch.isfinite(state["expert_action"]).all(-1)
+    with torch.no_grad():
+        mean = agent.model.pi(agent.model.encode(state["obs"][:-1][labelled[1:]])).mean
+    return (mean - state["expert_action"][1:][labelled[1:]]).square().mean().item()
+
+
+def test_distillation_pulls_the_prior_towards_the_planner_and_is_absent_when_off():
+    buffer = small_buffer([[CLASSICAL] * 60 + [RANDOM] * 40] * 3, batch_size=64, action_dim=1)
+    # off: the update is TD-MPC2's, bit for bit (same weights, same RNG)
+    agent, plain = agent_pair()
+    torch.manual_seed(1)
+    stats = agent.update(buffer)
+    torch.manual_seed(1)
+    buffer_copy = small_buffer([[CLASSICAL] * 60 + [RANDOM] * 40] * 3, batch_size=64, action_dim=1)
+    plain.update(buffer_copy)
+    assert "distill_loss" not in stats
+    for (name, a), b in zip(agent.model.named_parameters(), plain.model.parameters()):
+        assert torch.equal(a, b), name
+    # on: the prior's mean moves towards the labels much more than without the term
+    gaps = {}
+    for coef in (0.0, 5.0):
+        agent, _ = agent_pair(distill_coef=coef, distill_schedule="constant")
+        buffer = small_buffer([[CLASSICAL] * 60 + [RANDOM] * 40] * 3, batch_size=64, action_dim=1)
+        before = prior_gap(agent, buffer)
+        torch.manual_seed(2)
+        for _ in range(40):
+            stats = agent.update(buffer)
+        gaps[coef] = prior_gap(agent, buffer) / before
+    assert stats["distill_weight"] == 5.0 and 0 < stats["distill_labelled"] < 1
+    assert gaps[5.0] < 0.8 and gaps[5.0] < 0.3 * gaps[0.0], gaps  # measured 0.68 against 4.5
+
+
+def test_q_filter_keeps_only_labels_that_q_prefers(monkeypatch):
+    agent, _ = agent_pair(distill_coef=1.0, distill_q_filter=True)
+    H, B, A = 3, 8, agent.cfg.action_dim
+    zs = torch.randn(H + 1, B, agent.cfg.latent_dim)
+    labels = torch.rand(H, B, A) * 2 - 1
+    sample = agent.model.pi(zs)
+    target = torch.full((A,), 0.3)  # a stand-in critic: Q(z, a) = -||a - 0.3||^2
+
+    def fake_q(z, a, heads, reduce="avg", target_=False, detach=False):
+        return -(a - target).square().sum(-1, keepdim=True)
+    monkeypatch.setattr(agent.model, "Q", fake_q)
+    agent._labels = (1.0, labels)
+    loss, stats = agent.policy_extra_loss(zs, sample)
+    keep = fake_q(None, labels, None) >= fake_q(None, sample.mean[:H].detach(), None)
+    assert 0 < keep.float().mean() < 1
+    assert loss.item() == pytest.approx(distillation_loss(sample.mean[:H], labels, agent._rho[:H], keep).item())
+    assert stats["distill_kept"].item() == pytest.approx(keep.float().mean().item())
+
+
+def run_trainer(tmp_path, trainer_cls=HybridTrainer, **overrides):
+    from tdmpc2.common.logger import Logger
+
+    settings = dict(task="cartpole-balance", hybrid_mpc=True, steps=120, seed_steps=20, eval_freq=1000,
+                    eval_episodes=1, batch_size=32, checkpoint_freq=0, save_agent=False, work_dir=str(tmp_path),
+                    classical_plan_horizon=6, ilqg_iterations=2, **{**SMALL, "episode_length": 20})
+    cfg = load_config(**{**settings, **overrides})
+    env = make_env(cfg)
+    torch.manual_seed(0)
+    agent = HybridTDMPC2(cfg, env)
+    trainer = trainer_cls(cfg, env, agent, Buffer(1000, cfg.horizon, cfg.batch_size), Logger(cfg))  # nothing evicted
+    trainer.train()
+    return trainer
+
+
+def test_trainer_records_sources_labels_and_hands_episodes_to_the_learner(tmp_path):
+    trainer = run_trainer(tmp_path, seed_policy="classical", seed_noise_std=0.3, learner_episode_prob=1.0,
+                          relabel_fraction=0.5, transition_steps=10_000)
+    episodes = list(trainer.buffer.episodes())
+    first = episodes[0]  # the seed episode: classical actions, labelled with the action before noise
+    assert (first["source"][1:] == CLASSICAL).all()
+    assert torch.equal(first["expert_action"][1:], first["planner_action"][1:])
+    noise = first["action"][1:] - first["planner_action"][1:]
+    assert 0.1 < noise.std().item() < 0.5  # seed_noise_std 0.3 (clipping shrinks it a little)
+    handed = 0
+    for episode in episodes[2:]:  # after pre-training (step 20): hybrid, then the learner from a drawn step
+        source = episode["source"][1:]
+        assert set(source.tolist()) <= {HYBRID, LEARNED}
+        switch = int((source == HYBRID).sum())
+        assert (source[:switch] == HYBRID).all() and (source[switch:] == LEARNED).all()
+        handed += switch < len(source)
+        learner_labels = torch.isfinite(episode["expert_action"][1:][source == LEARNED]).all(-1)
+        if len(learner_labels) >= 8:
+            assert 0 < learner_labels.float().mean() < 1  # about half of the learner's states relabelled
+        assert torch.isfinite(episode["planner_action"][1:]).all()  # both planners record their action
+    assert handed >= 2
+
+
+def test_relabelling_leaves_the_live_state_untouched():
+    cfg = load_config(task="cartpole-balance", hybrid_mpc=True, learner_episode_prob=1.0, relabel_fraction=1.0,
+                      **SMALL)
+    env = make_env(cfg)
+    env.reset(seed=2)
+    trainer = HybridTrainer(cfg, env, HybridTDMPC2(cfg, env), None, None)
+    interface = trainer.agent.hybrid.interface
+    state = interface.get_state().copy()
+    label = trainer.relabeller.label()
+    assert torch.isfinite(label).all() and label.abs().max() <= 1
+    assert (interface.get_state() == state).all()
+
+
+def test_teaching_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="relabel_fraction"):
+        load_config(task="cartpole-balance", relabel_fraction=0.5)
+    with pytest.raises(ConfigError, match="distill_bc_updates"):
+        load_config(task="cartpole-balance", distill_bc_updates=10)
+    with pytest.raises(ConfigError, match="expert_fraction"):
+        load_config(task="cartpole-balance", expert_fraction=1.5)
+    with pytest.raises(ConfigError, match="distill_schedule"):
+        load_config(task="cartpole-balance", distill_schedule="linear")
+    with pytest.raises(ConfigError, match="distill_coef"):
+        load_config(task="cartpole-balance", distill_coef=-1)
+    cfg = load_config(task="cartpole-balance", distill_coef=1.0, **SMALL)  # hybrid_mpc=false: nothing to teach
+    with pytest.raises(ConfigError, match="distill_coef.*hybrid_mpc=true"):
+        HybridTrainer(cfg, make_env(cfg), HybridTDMPC2(cfg), None, None)
+    assert not TeachingConfig.from_config(load_config(task="cartpole-balance")).active
+
+
+def test_with_every_mechanism_off_recording_provenance_changes_nothing(tmp_path):
+    """Provenance is recorded by every hybrid run; with the teaching keys at their defaults the
+    run equals one that records nothing, log row for log row (the planner columns included)."""
+    import csv
+
+    class Unrecorded(HybridTrainer):
+        RECORD_PROVENANCE = False
+
+    def rows(path):
+        with open(path, newline="") as f:
+            return [{k: v for k, v in r.items() if not (k.endswith("_time") or k == "steps_per_second")}
+                    for r in csv.DictReader(f)]
+    recorded = run_trainer(tmp_path / "a", steps=60, eval_freq=40)
+    unrecorded = run_trainer(tmp_path / "b", Unrecorded, steps=60, eval_freq=40)
+    assert recorded.buffer.has_provenance and not unrecorded.buffer.has_provenance
+    for name in ("train.csv", "eval.csv"):
+        a, b = rows(tmp_path / "a" / name), rows(tmp_path / "b" / name)
+        assert len(a) >= 2 and a == b, name

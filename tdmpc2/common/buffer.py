@@ -15,6 +15,17 @@ start offset uniformly in [0, len - (H+1)], then H+1 consecutive entries (indice
 C). All index arithmetic is vectorised with torch; a sample costs a few tensor ops however large
 B is.
 
+Provenance (hybrid-design.md sec. 7, optional): episodes may also carry, per entry, `source`
+(who chose the action that led to it: SOURCES, -1 for entry 0 or unknown), `planner_action`
+(the planner's action before exploration noise, NaN where no planner acted) and `expert_action`
+(the classical or hybrid planner's action at the entry's state, the label of planner
+distillation, NaN where there is none). The buffer stores them once the first episode with
+them arrives, samples them with the batch and saves them with its state.
+
+Expert oversampling: `sample(expert_fraction=f)` draws round(f B) of the B slices uniformly among
+the slices whose first transition a planner on the simulator chose (classical or hybrid), the
+rest as above; with f = 0 no extra random number is drawn, so sampling is exactly as before.
+
 `benchmarks/buffer.py` compares `sample()` with torchrl's `SliceSampler`; see its docstring.
 """
 from __future__ import annotations
@@ -25,6 +36,9 @@ from typing import NamedTuple
 import torch
 
 _FIELDS = ("obs", "action", "reward", "terminated")
+_PROVENANCE = ("source", "planner_action", "expert_action")
+SOURCES = ("random", "classical", "hybrid", "learned")  # source codes 0, 1, 2, 3
+EXPERT_SOURCES = (1, 2)  # classical and hybrid: chosen by a planner on the true simulator
 
 
 class Batch(NamedTuple):
@@ -35,6 +49,13 @@ class Batch(NamedTuple):
     reward: torch.Tensor      # (H, B, 1)
     terminated: torch.Tensor  # (H, B, 1)
     task: torch.Tensor | None  # multi-task ids (B,); None for single-task
+
+
+class Provenance(NamedTuple):
+    """Who chose a batch's actions and the planners' labels (time-major like `Batch`)."""
+
+    source: torch.Tensor         # (H, B) source code of action[t] (SOURCES; -1 unknown)
+    expert_action: torch.Tensor  # (H, B, A) the planner's label at obs[t], NaN where none
 
 
 class _Episode(NamedTuple):
@@ -65,6 +86,7 @@ class Buffer:
         self._write = 0        # ring index where the next episode starts
         self._size = 0         # entries currently stored
         self._valid: tuple[torch.Tensor, torch.Tensor] | None = None  # (starts, lengths) cache
+        self._expert_starts: torch.Tensor | None = None  # ring indices of slices starting with an expert transition
 
     @classmethod
     def from_config(cls, cfg, device) -> "Buffer":
@@ -99,15 +121,21 @@ class Buffer:
             self._allocate(episode)
         self._evict_until_free(length)
         idx = (self._write + torch.arange(length, device=self.storage_device)) % self.capacity
-        for key in _FIELDS:
+        if "source" in episode and "source" not in self._storage:
+            self._allocate_provenance(episode["planner_action"].shape[1:])
+        for key in _FIELDS + (_PROVENANCE if "source" in self._storage else ()):
             shape = (length, *self._storage[key].shape[1:])
-            self._storage[key][idx] = episode[key].to(self.storage_device, torch.float32).reshape(shape)
+            value = episode.get(key)
+            if value is None:  # an episode without provenance in a buffer with it
+                self._storage[key][idx] = -1 if key == "source" else float("nan")
+            else:
+                self._storage[key][idx] = value.to(self.storage_device, self._storage[key].dtype).reshape(shape)
         self._storage["episode"][idx] = self._num_eps
         self._episodes.append(_Episode(self._write, length, self._num_eps))
         self._write = (self._write + length) % self.capacity
         self._size += length
         self._num_eps += 1
-        self._valid = None
+        self._valid = self._expert_starts = None
         return self._num_eps - 1
 
     def _check_episode(self, episode) -> int:
@@ -131,6 +159,16 @@ class Buffer:
             "episode": torch.full((c,), -1, dtype=torch.long, device=dev),
         }
 
+    def _allocate_provenance(self, action_shape):
+        c, dev = self.capacity, self.storage_device
+        self._storage["source"] = torch.full((c,), -1, dtype=torch.long, device=dev)
+        for key in ("planner_action", "expert_action"):
+            self._storage[key] = torch.full((c, *action_shape), float("nan"), device=dev)
+
+    @property
+    def has_provenance(self) -> bool:
+        return self._storage is not None and "source" in self._storage
+
     def _evict_until_free(self, length: int):
         while self._size + length > self.capacity:
             oldest = self._episodes.popleft()
@@ -139,32 +177,77 @@ class Buffer:
             self._write = 0
 
     # ---- sampling
-    def sample_indices(self) -> torch.Tensor:
-        """Ring indices of B slices, time-major: (H+1, B) on the storage device."""
+    def sample_indices(self, expert_fraction: float = 0.0) -> torch.Tensor:
+        """Ring indices of B slices, time-major: (H+1, B) on the storage device; the first
+        round(expert_fraction B) slices start with an expert transition when there are any."""
         starts, lengths = self._valid_episodes()
         gen, dev = self._generator, self.storage_device
-        ep = torch.randint(len(starts), (self.batch_size,), generator=gen, device=dev)
+        expert = self._expert_slice_starts() if expert_fraction > 0 else None
+        num_expert = int(round(float(expert_fraction) * self.batch_size)) if expert is not None and len(expert) else 0
+        num_uniform = self.batch_size - num_expert
+        ep = torch.randint(len(starts), (num_uniform,), generator=gen, device=dev)
         num_offsets = (lengths[ep] - self.horizon).to(torch.float64)  # len - (H+1) + 1
-        offset = (torch.rand(self.batch_size, generator=gen, device=dev, dtype=torch.float64)
+        offset = (torch.rand(num_uniform, generator=gen, device=dev, dtype=torch.float64)
                   * num_offsets).long()
         offset = torch.minimum(offset, num_offsets.long() - 1)
         first = starts[ep] + offset
+        if num_expert:
+            first = torch.cat([expert[torch.randint(len(expert), (num_expert,), generator=gen, device=dev)], first])
         steps = torch.arange(self.horizon + 1, device=dev)
         return (first.unsqueeze(0) + steps.unsqueeze(1)) % self.capacity
 
-    def sample(self) -> Batch:
+    def sample(self, expert_fraction: float = 0.0) -> Batch:
         """B slices of H+1 entries as (obs (H+1,B,obs), action (H,B,A), reward (H,B,1),
         terminated (H,B,1), task None), on `device`."""
-        idx = self.sample_indices()
+        return self.sample_labelled(expert_fraction)[0]
+
+    def sample_labelled(self, expert_fraction: float = 0.0) -> tuple[Batch, Provenance | None]:
+        """`sample` and the slices' provenance (None when the buffer stores none)."""
+        idx = self.sample_indices(expert_fraction)
         s, out = self._storage, self.device
         nb = out.type == "cuda"
-        return Batch(
+        provenance = None
+        if "source" in s:
+            provenance = Provenance(source=s["source"][idx[1:]].to(out, non_blocking=nb),
+                                    expert_action=s["expert_action"][idx[1:]].to(out, non_blocking=nb))
+        batch = Batch(
             obs=s["obs"][idx].to(out, non_blocking=nb),
             action=s["action"][idx[1:]].to(out, non_blocking=nb),
             reward=s["reward"][idx[1:]].unsqueeze(-1).to(out, non_blocking=nb),
             terminated=s["terminated"][idx[1:]].unsqueeze(-1).to(out, non_blocking=nb),
             task=None,
         )
+        return batch, provenance
+
+    def _expert_slice_starts(self) -> torch.Tensor | None:
+        """Ring indices of entry 0 of every sampleable slice whose first action (entry 1) a
+        planner on the simulator chose; None without provenance."""
+        if not self.has_provenance:
+            return None
+        if self._expert_starts is None:
+            starts, lengths = self._valid_episodes()
+            dev, found = self.storage_device, []
+            source = self._storage["source"]
+            for start, length in zip(starts.tolist(), lengths.tolist()):
+                first = start + torch.arange(length - self.horizon, device=dev)  # every slice start
+                chosen = source[(first + 1) % self.capacity]
+                found.append(first[(chosen == EXPERT_SOURCES[0]) | (chosen == EXPERT_SOURCES[1])])
+            self._expert_starts = torch.cat(found) if found else torch.zeros(0, dtype=torch.long, device=dev)
+        return self._expert_starts
+
+    def source_counts(self) -> dict[str, int]:
+        """Stored transitions per source (entries 1..L of every episode), plus `unknown`; empty
+        without provenance."""
+        if not self.has_provenance:
+            return {}
+        names = ("unknown",) + SOURCES  # unknown (-1): stored before provenance was recorded
+        counts = dict.fromkeys(names, 0)
+        for e in self._episodes:
+            idx = (e.start + torch.arange(1, e.length, device=self.storage_device)) % self.capacity
+            values = torch.bincount(self._storage["source"][idx] + 1, minlength=len(names))
+            for name, n in zip(names, values.tolist()):
+                counts[name] += n
+        return counts
 
     def _valid_episodes(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._valid is None:
@@ -180,9 +263,10 @@ class Buffer:
     # ---- persistence
     def episodes(self):
         """Stored episodes, oldest first, as dicts of tensors (copies gathered from the ring)."""
+        keys = _FIELDS + (_PROVENANCE if self.has_provenance else ())
         for e in self._episodes:
             idx = (e.start + torch.arange(e.length, device=self.storage_device)) % self.capacity
-            yield {k: self._storage[k][idx] for k in _FIELDS}
+            yield {k: self._storage[k][idx] for k in keys}
 
     def state_dict(self) -> dict:
         """The stored episodes (compact, oldest first, on CPU), counters and RNG state.
@@ -190,7 +274,8 @@ class Buffer:
         Loading into a buffer of another capacity keeps the newest episodes that fit.
         """
         eps = list(self.episodes())
-        data = {k: torch.cat([e[k] for e in eps]).cpu() if eps else None for k in _FIELDS}
+        keys = _FIELDS + (_PROVENANCE if self.has_provenance else ())
+        data = {k: torch.cat([e[k] for e in eps]).cpu() if eps else None for k in keys}
         return {
             "data": data,
             "lengths": [e.length for e in self._episodes],
@@ -202,9 +287,11 @@ class Buffer:
 
     def load_state_dict(self, state: dict) -> None:
         self._storage, self._episodes, self._size, self._write, self._valid = None, deque(), 0, 0, None
+        self._expert_starts = None
+        keys = [k for k in _FIELDS + _PROVENANCE if state["data"].get(k) is not None]
         offset = 0
         for length, index in zip(state["lengths"], state["indices"]):
-            episode = {k: state["data"][k][offset:offset + length] for k in _FIELDS}
+            episode = {k: state["data"][k][offset:offset + length] for k in keys}
             self._num_eps = index
             self.add(episode)
             offset += length

@@ -1,0 +1,203 @@
+"""Does the simulator teach the learner? An ablation of `tdmpc2.teaching` against plain TD-MPC2.
+
+Every arm trains at model size 1 with one lighter planner for all (128 samples x 3 iterations,
+16 elites, 24 policy trajectories, 16 simulated prefixes per iteration), evaluates every 1,000
+agent steps on 5 seeded episodes (the same episodes for every arm of a seed) and logs three
+returns: the arm's own planner, the learned-only planner (H_c = 0) and the policy prior alone.
+Hybrid arms hand over linearly from H_c = 10 to 0 over the first 5,000 agent steps.
+
+Arms (each adds to the one before, except `tdmpc2` and `hybrid`):
+  tdmpc2    plain TD-MPC2 (hybrid_mpc=false)
+  hybrid    hybrid planning as before issue 10
+  seeding   + classical seed episodes + expert oversampling (expert_fraction 0.5, decaying with trust)
+  distill   + planner distillation into the policy prior (distill_coef 1, decaying with trust)
+            and 250 behaviour-cloning updates after the pre-training burst
+  handover  + learner hand-over episodes (p = 0.5) with 20% of their states relabelled
+
+Stage 1 (screening): 1 seed, cartpole-swingup, 5k agent steps, all arms.
+Stage 2 (confirmation): 3 seeds, cartpole-swingup and pendulum-swingup, 10k agent steps,
+TD-MPC2 and the best arm of stage 1 (--arms).
+
+    python benchmarks/teaching.py --stage 1 --jobs 2
+    python benchmarks/teaching.py --stage 2 --arms tdmpc2 distill --jobs 2
+    python benchmarks/teaching.py --stage 2 --arms tdmpc2 distill --summarise-only
+
+Runs write resume.pt every 1,000 steps: the same command continues killed runs and skips
+finished ones, so a study can span sessions. Logs go to --log-dir (not in git); the summary
+(IQM over seeds with a 95% stratified-bootstrap interval at every evaluation, and the area under
+each curve) is written to results/teaching/ as CSV and PNG.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _runs import ROOT, launch, read_eval, work_dir  # noqa: E402
+
+COMMON = dict(model_size=1, num_samples=128, iterations=3, num_elites=16, num_pi_trajs=24,
+              hybrid_prefix_samples=16, mujoco_threads=1, eval_freq=1000, eval_episodes=5, device="cpu")
+HYBRID = dict(hybrid_mpc=True, transition_schedule="linear", transition_steps=5000, max_classical_horizon=10)
+SEEDING = dict(HYBRID, seed_policy="classical", expert_fraction=0.5, expert_schedule="trust")
+DISTILL = dict(SEEDING, distill_coef=1.0, distill_schedule="trust", distill_bc_updates=250)
+ARMS = {
+    "tdmpc2": dict(hybrid_mpc=False),
+    "hybrid": HYBRID,
+    "seeding": SEEDING,
+    "distill": DISTILL,
+    "handover": dict(DISTILL, learner_episode_prob=0.5, relabel_fraction=0.2),
+}
+STAGES = {1: dict(tasks=["cartpole-swingup"], seeds=[1], steps=5000, arms=list(ARMS)),
+          2: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=10000,
+                  arms=["tdmpc2"])}
+METRICS = {"learned": "learned_episode_reward", "prior": "prior_episode_reward", "own": "episode_reward"}
+
+
+def runs_for(tasks, seeds, arms, steps) -> list[dict]:
+    """One run per (task, seed, arm). The TD-MPC2 arm always trains the stage-2 budget (10k):
+    its first 5k steps are those of a 5k run, so stage 1 reads them from the same run."""
+    out = []
+    for task in tasks:
+        for seed in seeds:
+            for arm in arms:
+                budget = max(steps, STAGES[2]["steps"]) if arm == "tdmpc2" else steps
+                out.append(dict(name=arm, task=task, seed=seed, steps=budget, **COMMON, **ARMS[arm]))
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stage", type=int, choices=(1, 2), default=1)
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), help="default: the stage's arms")
+    p.add_argument("--tasks", nargs="+", help="default: the stage's tasks")
+    p.add_argument("--seeds", type=int, nargs="+", help="default: the stage's seeds")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--log-dir", default=os.path.join(ROOT, "logs", "teaching"))
+    p.add_argument("--out", default=os.path.join(ROOT, "results", "teaching"))
+    p.add_argument("--summarise-only", action="store_true", help="read the logs, launch nothing")
+    a = p.parse_args()
+    stage = STAGES[a.stage]
+    tasks, seeds, arms = a.tasks or stage["tasks"], a.seeds or stage["seeds"], a.arms or stage["arms"]
+    if not a.summarise_only:
+        launch(runs_for(tasks, seeds, arms, stage["steps"]), a.log_dir, a.jobs, checkpoint_freq=1000)
+    summarise(a.log_dir, tasks, seeds, arms, stage["steps"], a.out, f"stage{a.stage}")
+
+
+def curves(log_dir, task, seeds, arm, metric, max_step) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps (S,), returns (seeds, S)) at the evaluations every listed seed reached, <= max_step."""
+    frames = [read_eval(work_dir(log_dir, task, seed, arm)) for seed in seeds]
+    frames = [f for f in frames if f is not None and METRICS[metric] in f]
+    if len(frames) < len(seeds):
+        return None
+    common = sorted(set.intersection(*(set(f["step"]) for f in frames)))
+    common = [s for s in common if s <= max_step]
+    if not common:
+        return None
+    values = np.stack([f.drop_duplicates("step", keep="last").set_index("step").loc[common, METRICS[metric]]
+                       .to_numpy(float) for f in frames])
+    return np.asarray(common), values
+
+
+def iqm_interval(values: np.ndarray, reps: int = 2000):
+    """IQM over seeds (rows) per column with a 95% stratified-bootstrap interval (rliable)."""
+    import scipy.stats
+
+    from tdmpc2.aggregate_metrics import interval_estimates
+
+    stat = lambda col: scipy.stats.trim_mean(col, 0.25, axis=0)  # noqa: E731
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    return interval_estimates([values], stat, reps=reps)
+
+
+def area(steps: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-seed area under the curve over [0, last step], divided by its length: the mean return
+    over training (trapezoids between evaluations)."""
+    width = np.diff(steps)
+    return ((values[:, 1:] + values[:, :-1]) / 2 * width).sum(axis=1) / (steps[-1] - steps[0])
+
+
+def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag):
+    import pandas as pd
+
+    rows, auc_rows = [], []
+    for task in tasks:
+        for arm in arms:
+            for metric in ("learned", "prior"):
+                found = curves(log_dir, task, seeds, arm, metric, steps)
+                if found is None:
+                    continue
+                x, values = found
+                point, low, high = iqm_interval(values)
+                for i, step in enumerate(x):
+                    rows.append(dict(task=task, arm=arm, metric=metric, step=int(step), env_step=2 * int(step),
+                                     iqm=point[i], ci_low=low[i], ci_high=high[i], seeds=len(values),
+                                     per_seed=" ".join(f"{v:.1f}" for v in values[:, i])))
+                if len(x) > 1:
+                    a_point, a_low, a_high = iqm_interval(area(x, values)[:, None])
+                    auc_rows.append(dict(task=task, arm=arm, metric=metric, up_to_step=int(x[-1]), auc=a_point[0],
+                                         ci_low=a_low[0], ci_high=a_high[0], seeds=len(values)))
+    if not rows:
+        print("no evaluations yet (see the runs' .log files)")
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    table, auc = pd.DataFrame(rows), pd.DataFrame(auc_rows)
+    table.to_csv(os.path.join(out_dir, f"{tag}.csv"), index=False)
+    auc.to_csv(os.path.join(out_dir, f"{tag}_auc.csv"), index=False)
+    learned = table[table.metric == "learned"].pivot_table(index=["task", "step"], columns="arm", values="iqm")
+    print(f"\nlearned-only planner, IQM over seeds {seeds} (agent steps; env steps = 2x)")
+    print(learned.round(1).to_string())
+    print("\narea under the curve (mean return over training), IQM [95% CI]")
+    for r in auc_rows:
+        print(f"  {r['task']:<18}{r['arm']:<10}{r['metric']:<8} up to {r['up_to_step']:>6}: "
+              f"{r['auc']:7.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
+    target_check(table, tasks, arms)
+    plot(table, tasks, arms, os.path.join(out_dir, f"{tag}.png"))
+
+
+def target_check(table, tasks, arms):
+    """The issue's target: the learned-only planner of an arm at 5k >= TD-MPC2 at 10k."""
+    learned = table[table.metric == "learned"]
+    for task in tasks:
+        ref = learned[(learned.task == task) & (learned.arm == "tdmpc2") & (learned.step == 10000)]
+        if ref.empty:
+            continue
+        for arm in arms:
+            row = learned[(learned.task == task) & (learned.arm == arm) & (learned.step == 5000)]
+            if arm != "tdmpc2" and not row.empty:
+                a, b = float(row.iqm.iloc[0]), float(ref.iqm.iloc[0])
+                print(f"  target {task}: {arm} at 5k {a:.1f} vs TD-MPC2 at 10k {b:.1f}: {'met' if a >= b else 'not met'}")
+
+
+def plot(table, tasks, arms, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 7), squeeze=False, sharex=True)
+    for col, task in enumerate(tasks):
+        for row, metric in enumerate(("learned", "prior")):
+            ax = axes[row, col]
+            for arm in arms:
+                d = table[(table.task == task) & (table.arm == arm) & (table.metric == metric)]
+                if d.empty:
+                    continue
+                line, = ax.plot(d.env_step, d.iqm, marker="o", ms=3, label=arm)
+                ax.fill_between(d.env_step, d.ci_low, d.ci_high, color=line.get_color(), alpha=0.15)
+            ax.set_title(f"{task}: {'learned-only planner' if metric == 'learned' else 'policy prior'}")
+            ax.set_ylabel("return (IQM over seeds, 95% CI)")
+            ax.grid(alpha=0.3)
+        axes[-1, col].set_xlabel("env steps")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
