@@ -55,12 +55,7 @@ class HybridTrainer(OnlineTrainer):
         if t0:
             self.hand_over.new_episode(getattr(agent, "classical_horizon", 0) > 0)
         learner = self.hand_over.learner_acts(episode.num_steps)
-        label = None
-        if learner and self.relabeller is not None:
-            if self.hand_over.start == episode.num_steps:
-                self.relabeller.reset()
-            if self.hand_over.relabel():
-                label = self.relabeller.label()  # planned from a snapshot: the live state is untouched
+        label = self._relabel(episode.num_steps) if learner else None
         hybrid = getattr(agent, "hybrid", None)
         before = hybrid.last_info if hybrid is not None else None
         with agent.learned_only() if learner else nullcontext():
@@ -72,6 +67,15 @@ class HybridTrainer(OnlineTrainer):
             self._plan_stats.add(info)
             return self._chose(HYBRID, action, planned, planned)
         return self._chose(LEARNED, action, planned, label)
+
+    def _relabel(self, t: int):
+        """The classical planner's action at the learner's state at step t, for a drawn share of
+        them (None otherwise); planned from a snapshot, so the live state is untouched."""
+        if self.relabeller is None:
+            return None
+        if self.hand_over.start == t:  # the hand-over step: no warm start from another state
+            self.relabeller.reset()
+        return self.relabeller.label() if self.hand_over.relabel() else None
 
     def _chose(self, source, action, planned=None, label=None):
         self.last_provenance = (source, planned, label)

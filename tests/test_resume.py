@@ -175,3 +175,22 @@ def test_csv_log_keeps_only_the_checkpointed_rows(tmp_path):
     assert CsvLog(path, keep_rows=10).missing_rows == 6
     CsvLog(path)  # a fresh log removes the old file
     assert not os.path.exists(path)
+
+
+def test_a_key_added_after_the_run_started_resumes_only_at_its_default(tmp_path):
+    """resume.pt of a run started before a config key existed: resuming with that key at its
+    default (the behaviour of the code that wrote it) continues; any other value is another run."""
+    from tdmpc2.common.checkpoint import atomic_torch_save
+    from tdmpc2.config import config_to_dict, load_config
+    from tdmpc2.train import load_resume_state
+
+    cfg = load_config(task="cartpole-balance", work_dir=str(tmp_path))
+    saved = config_to_dict(cfg)
+    saved.pop("distill_coef")  # as written by a version without planner distillation
+    atomic_torch_save({"format": "hybrid-tdmpc2-resume/1", "complete": True, "step": 5, "config": saved,
+                       "logs": {}}, str(tmp_path / "resume.pt"))
+    assert load_resume_state(cfg)["step"] == 5
+    cfg.distill_coef = 0.5
+    from tdmpc2.tdmpc2 import CheckpointError
+    with pytest.raises(CheckpointError, match="distill_coef"):
+        load_resume_state(cfg)
