@@ -56,15 +56,23 @@ STAGES = {1: dict(tasks=["cartpole-swingup"], seeds=[1], steps=5000, arms=list(A
 METRICS = {"learned": "learned_episode_reward", "prior": "prior_episode_reward", "own": "episode_reward"}
 
 
+def run_name(arm: str, steps: int) -> str:
+    """The work dir's exp_name. The TD-MPC2 arm always trains the stage-2 budget (10k): its first
+    5k steps are those of a 5k run, so stage 1 reads them from the same run. Other arms: the arm
+    (stage 1, 5k) or arm-10k (stage 2)."""
+    if arm == "tdmpc2" or steps == STAGES[1]["steps"]:
+        return arm
+    return f"{arm}-{steps // 1000}k"
+
+
 def runs_for(tasks, seeds, arms, steps) -> list[dict]:
-    """One run per (task, seed, arm). The TD-MPC2 arm always trains the stage-2 budget (10k):
-    its first 5k steps are those of a 5k run, so stage 1 reads them from the same run."""
+    """One run per (task, seed, arm)."""
     out = []
     for task in tasks:
         for seed in seeds:
             for arm in arms:
                 budget = max(steps, STAGES[2]["steps"]) if arm == "tdmpc2" else steps
-                out.append(dict(name=arm, task=task, seed=seed, steps=budget, **COMMON, **ARMS[arm]))
+                out.append(dict(name=run_name(arm, steps), task=task, seed=seed, steps=budget, **COMMON, **ARMS[arm]))
     return out
 
 
@@ -88,7 +96,7 @@ def main():
 
 def curves(log_dir, task, seeds, arm, metric, max_step) -> tuple[np.ndarray, np.ndarray] | None:
     """(steps (S,), returns (seeds, S)) at the evaluations every listed seed reached, <= max_step."""
-    frames = [read_eval(work_dir(log_dir, task, seed, arm)) for seed in seeds]
+    frames = [read_eval(work_dir(log_dir, task, seed, run_name(arm, max_step))) for seed in seeds]
     frames = [f for f in frames if f is not None and METRICS[metric] in f]
     if len(frames) < len(seeds):
         return None

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import torch
 
+from tdmpc2.common.buffer import EXPERT_SOURCES
 from tdmpc2.hand_over import Trust
 from tdmpc2.tdmpc2 import TDMPC2
 from tdmpc2.teaching import TeachingConfig, distillation_loss
@@ -137,8 +138,8 @@ class HybridTDMPC2(TDMPC2):
         finally:
             self._labels = None
         if provenance is not None:
-            first = provenance.source[0]
-            stats["expert_share"] = ((first == 1) | (first == 2)).float().mean()
+            first = provenance.source[0]  # who chose each slice's first action
+            stats["expert_share"] = sum((first == code) for code in EXPERT_SOURCES).float().mean()
         stats["expert_fraction"] = torch.tensor(share)
         stats["distill_weight"] = torch.tensor(weight)
         return stats
