@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import torch
 
-from tdmpc2.common.buffer import EXPERT_SOURCES
+from tdmpc2.common.buffer import is_expert
 from tdmpc2.hand_over import Trust
 from tdmpc2.tdmpc2 import TDMPC2
 from tdmpc2.teaching import TeachingConfig, distillation_loss
@@ -138,8 +138,7 @@ class HybridTDMPC2(TDMPC2):
         finally:
             self._labels = None
         if provenance is not None:
-            first = provenance.source[0]  # who chose each slice's first action
-            stats["expert_share"] = sum((first == code) for code in EXPERT_SOURCES).float().mean()
+            stats["expert_share"] = is_expert(provenance.source[0]).float().mean()  # slices a planner starts
         stats["expert_fraction"] = torch.tensor(share)
         stats["distill_weight"] = torch.tensor(weight)
         return stats

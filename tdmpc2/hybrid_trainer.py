@@ -105,12 +105,10 @@ class HybridTrainer(OnlineTrainer):
                 out[key] = info[key]
         if kind == "train":
             out.update(self._plan_stats.flush())
+            counts, self._episode_counts = self._episode_counts, Counter()
             if self.hand_over.probability > 0:
-                counts, self._episode_counts = self._episode_counts, Counter()
                 out.update(learner_steps=counts[LEARNED], relabelled_steps=counts["relabelled"],
                            handover_step=self.hand_over.start if self.hand_over.start is not None else -1)
-            else:
-                self._episode_counts.clear()
         return out
 
     # ---- evaluation of both planners on the same episodes

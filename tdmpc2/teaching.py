@@ -30,15 +30,14 @@ planner, `tdmpc2.hand_over`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from tdmpc2.classical.receding import RecedingHorizon
+from tdmpc2.common.buffer import CLASSICAL, HYBRID, LEARNED, RANDOM  # noqa: F401  (source codes, re-exported)
 
 DECAYS = ("constant", "horizon", "trust")
-RANDOM, CLASSICAL, HYBRID, LEARNED = 0, 1, 2, 3  # source codes (tdmpc2.common.buffer.SOURCES)
 
 
 def decay(schedule: str, classical_fraction: float, trust: float) -> float:
@@ -165,7 +164,3 @@ class PolicyPriorActor:
         obs = torch.as_tensor(obs, dtype=torch.float32, device=agent.device).reshape(1, -1)
         with torch.random.fork_rng(devices=[agent.device] if agent.device.type == "cuda" else []):
             return agent.model.pi(agent.model.encode(obs)).mean[0].cpu()
-
-
-def nan_action(action_dim: int) -> torch.Tensor:
-    return torch.full((action_dim,), math.nan)

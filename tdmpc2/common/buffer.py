@@ -37,8 +37,14 @@ import torch
 
 _FIELDS = ("obs", "action", "reward", "terminated")
 _PROVENANCE = ("source", "planner_action", "expert_action")
-SOURCES = ("random", "classical", "hybrid", "learned")  # source codes 0, 1, 2, 3
-EXPERT_SOURCES = (1, 2)  # classical and hybrid: chosen by a planner on the true simulator
+SOURCES = ("random", "classical", "hybrid", "learned")  # names of the source codes 0, 1, 2, 3
+RANDOM, CLASSICAL, HYBRID, LEARNED = range(len(SOURCES))
+EXPERT_SOURCES = (CLASSICAL, HYBRID)  # chosen by a planner on the true simulator
+
+
+def is_expert(source: torch.Tensor) -> torch.Tensor:
+    """Whether each source code is a planner on the simulator (EXPERT_SOURCES)."""
+    return torch.isin(source, torch.tensor(EXPERT_SOURCES, device=source.device))
 
 
 class Batch(NamedTuple):
@@ -123,7 +129,7 @@ class Buffer:
         idx = (self._write + torch.arange(length, device=self.storage_device)) % self.capacity
         if "source" in episode and "source" not in self._storage:
             self._allocate_provenance(episode["planner_action"].shape[1:])
-        for key in _FIELDS + (_PROVENANCE if "source" in self._storage else ()):
+        for key in self._stored_fields():
             shape = (length, *self._storage[key].shape[1:])
             value = episode.get(key)
             if value is None:  # an episode without provenance in a buffer with it
@@ -168,6 +174,9 @@ class Buffer:
     @property
     def has_provenance(self) -> bool:
         return self._storage is not None and "source" in self._storage
+
+    def _stored_fields(self) -> tuple[str, ...]:
+        return _FIELDS + (_PROVENANCE if self.has_provenance else ())
 
     def _evict_until_free(self, length: int):
         while self._size + length > self.capacity:
@@ -231,7 +240,7 @@ class Buffer:
             for start, length in zip(starts.tolist(), lengths.tolist()):
                 first = start + torch.arange(length - self.horizon, device=dev)  # every slice start
                 chosen = source[(first + 1) % self.capacity]
-                found.append(first[(chosen == EXPERT_SOURCES[0]) | (chosen == EXPERT_SOURCES[1])])
+                found.append(first[is_expert(chosen)])
             self._expert_starts = torch.cat(found) if found else torch.zeros(0, dtype=torch.long, device=dev)
         return self._expert_starts
 
@@ -263,7 +272,7 @@ class Buffer:
     # ---- persistence
     def episodes(self):
         """Stored episodes, oldest first, as dicts of tensors (copies gathered from the ring)."""
-        keys = _FIELDS + (_PROVENANCE if self.has_provenance else ())
+        keys = self._stored_fields()
         for e in self._episodes:
             idx = (e.start + torch.arange(e.length, device=self.storage_device)) % self.capacity
             yield {k: self._storage[k][idx] for k in keys}
@@ -274,7 +283,7 @@ class Buffer:
         Loading into a buffer of another capacity keeps the newest episodes that fit.
         """
         eps = list(self.episodes())
-        keys = _FIELDS + (_PROVENANCE if self.has_provenance else ())
+        keys = self._stored_fields()
         data = {k: torch.cat([e[k] for e in eps]).cpu() if eps else None for k in keys}
         return {
             "data": data,
