@@ -76,37 +76,54 @@ class _Batch:
         return self.data
 
 
-def run(task: str, size: int, repeats: int, compile_mode) -> dict:
-    from tdmpc2.config import load_config
-    from tdmpc2.envs import make_env
-    from tdmpc2.tdmpc2 import TDMPC2
+class _Setting:
+    """One agent (one matmul precision) with its own env and timings."""
 
-    torch.manual_seed(0)
-    cfg = load_config(task=task, model_size=size, device="cpu", compile=compile_mode)
-    agent = TDMPC2(cfg)
-    env = make_env(cfg)
-    obs = env.reset()
-    buffer = _Batch(cfg)
-    agent.act(obs, t0=True)
-    agent.update(buffer)
-    gflops_before = calibrate()
-    act, update, env_step = [], [], []
-    for i in range(repeats):  # interleaved, as in training: act, env step, update
+    def __init__(self, task, size, compile_mode, precision):
+        from tdmpc2.config import load_config
+        from tdmpc2.envs import make_env
+        from tdmpc2.tdmpc2 import TDMPC2
+
+        torch.manual_seed(0)
+        cfg = load_config(task=task, model_size=size, device="cpu", compile=compile_mode, matmul_precision=precision)
+        self.precision, self.agent, self.env = precision, TDMPC2(cfg), make_env(cfg)
+        self.obs, self.buffer = self.env.reset(), _Batch(cfg)
+        self.agent.act(self.obs, t0=True)
+        self.agent.update(self.buffer)
+        self.times = dict(act=[], update=[], env=[])
+
+    def step(self, first: bool) -> None:
+        """act, env step, update: the order of a training step."""
         t = time.perf_counter()
-        action = agent.act(obs, t0=i == 0)
+        action = self.agent.act(self.obs, t0=first)
         t1 = time.perf_counter()
-        obs, _, done, _ = env.step(action)
+        self.obs, _, done, _ = self.env.step(action)
         t2 = time.perf_counter()
-        agent.update(buffer)
+        self.agent.update(self.buffer)
         t3 = time.perf_counter()
         if done:
-            obs = env.reset()
-        act.append(t1 - t), env_step.append(t2 - t1), update.append(t3 - t2)
+            self.obs = self.env.reset()
+        for key, value in (("act", t1 - t), ("env", t2 - t1), ("update", t3 - t2)):
+            self.times[key].append(value)
+
+
+def run(task: str, size: int, repeats: int, compile_mode, precisions=("high",)) -> list[dict]:
+    """Time each precision's agent, the settings interleaved step by step (a busy machine then
+    slows them alike), between two calibrations."""
+    settings = [_Setting(task, size, compile_mode, p) for p in precisions]
+    gflops_before = calibrate()
+    for i in range(repeats):
+        for setting in settings:
+            setting.step(first=i == 0)
     gflops = statistics.mean([gflops_before, calibrate()])
-    med = {k: statistics.median(v) * 1e3 for k, v in (("act", act), ("update", update), ("env", env_step))}
-    return dict(task=task, size=size, gflops=gflops, act_ms=med["act"], update_ms=med["update"], env_ms=med["env"],
-                act_gflop=flops(lambda: agent.act(obs)) / 1e9, update_gflop=flops(lambda: agent.update(buffer)) / 1e9,
-                kernels=agent.model._native)
+    rows = []
+    for s in settings:
+        med = {k: statistics.median(v) * 1e3 for k, v in s.times.items()}
+        rows.append(dict(task=task, size=size, precision=s.precision, gflops=gflops, act_ms=med["act"],
+                         update_ms=med["update"], env_ms=med["env"],
+                         act_gflop=flops(lambda: s.agent.act(s.obs)) / 1e9,
+                         update_gflop=flops(lambda: s.agent.update(s.buffer)) / 1e9, kernels=s.agent.model._native))
+    return rows
 
 
 def main():
@@ -114,31 +131,34 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--tasks", nargs="+", default=["cartpole-balance", "cheetah-run"])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--precisions", nargs="+", default=["high", "medium"], choices=["highest", "high", "medium"],
+                        help="the agent's matmul_precision; high = float32 on CPU, medium = bfloat16 inputs with "
+                             "float32 sums (AMX / AVX512-BF16), whose learning check is benchmarks/precision.py")
     parser.add_argument("--compile", default="auto", choices=["auto", "false", "true"],
                         help="the agent's compile key: auto = fused CPU kernels, false = eager torch")
     args = parser.parse_args()
     compile_mode = {"auto": "auto", "false": False, "true": True}[args.compile]
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), compile={args.compile}; reference normalised "
-          f"from {REFERENCE_GFLOPS:.0f} GFLOP/s to this run's calibration; '% cal' = achieved / calibrated FLOP rate")
-    print(f"{'task':<17}{'size':>4}{'cal GF/s':>9}{'act ms':>8}{'GFLOP':>7}{'% cal':>6}{'ref':>6}{'act x':>7}"
+          f"from {REFERENCE_GFLOPS:.0f} GFLOP/s to this run's calibration; '% cal' = achieved / calibrated float32 FLOP rate (above 100% is possible at medium)")
+    print(f"{'task':<17}{'size':>4}{'prec':>7}{'cal GF/s':>9}{'act ms':>8}{'GFLOP':>7}{'% cal':>6}{'ref':>6}{'act x':>7}"
           f"{'upd ms':>8}{'GFLOP':>7}{'% cal':>6}{'ref':>6}{'upd x':>7}{'step ms':>8}{'ref':>6}{'step x':>7}")
     rows = []
-    for size in args.sizes:
-        for task in args.tasks:
-            r = run(task, size, args.repeats, compile_mode)
-            norm = REFERENCE_GFLOPS / r["gflops"]
-            ref_act, ref_upd = (v * norm for v in REFERENCE[size])
-            step_ms, ref_step = r["act_ms"] + r["update_ms"] + r["env_ms"], ref_act + ref_upd + r["env_ms"]
-            pct = {k: 100 * r[f"{k}_gflop"] / (r[f"{k}_ms"] / 1e3) / r["gflops"] for k in ("act", "update")}
-            r.update(act_x=ref_act / r["act_ms"], update_x=ref_upd / r["update_ms"], step_ms=step_ms,
-                     step_x=ref_step / step_ms, act_pct=pct["act"], update_pct=pct["update"])
-            print(f"{task:<17}{size:>4}{r['gflops']:>9.1f}{r['act_ms']:>8.1f}{r['act_gflop']:>7.2f}{pct['act']:>5.0f}%"
-                  f"{ref_act:>6.0f}{r['act_x']:>6.2f}x{r['update_ms']:>8.1f}{r['update_gflop']:>7.2f}"
-                  f"{pct['update']:>5.0f}%{ref_upd:>6.0f}{r['update_x']:>6.2f}x{step_ms:>8.1f}{ref_step:>6.0f}"
-                  f"{r['step_x']:>6.2f}x", flush=True)
-            rows.append(r)
+    for size, task, r in ((s, t, r) for s in args.sizes for t in args.tasks
+                          for r in run(t, s, args.repeats, compile_mode, args.precisions)):
+        precision = r["precision"]
+        norm = REFERENCE_GFLOPS / r["gflops"]
+        ref_act, ref_upd = (v * norm for v in REFERENCE[size])
+        step_ms, ref_step = r["act_ms"] + r["update_ms"] + r["env_ms"], ref_act + ref_upd + r["env_ms"]
+        pct = {k: 100 * r[f"{k}_gflop"] / (r[f"{k}_ms"] / 1e3) / r["gflops"] for k in ("act", "update")}
+        r.update(act_x=ref_act / r["act_ms"], update_x=ref_upd / r["update_ms"], step_ms=step_ms,
+                 step_x=ref_step / step_ms, act_pct=pct["act"], update_pct=pct["update"])
+        print(f"{task:<17}{size:>4}{precision:>7}{r['gflops']:>9.1f}{r['act_ms']:>8.1f}{r['act_gflop']:>7.2f}{pct['act']:>5.0f}%"
+              f"{ref_act:>6.0f}{r['act_x']:>6.2f}x{r['update_ms']:>8.1f}{r['update_gflop']:>7.2f}"
+              f"{pct['update']:>5.0f}%{ref_upd:>6.0f}{r['update_x']:>6.2f}x{step_ms:>8.1f}{ref_step:>6.0f}"
+              f"{r['step_x']:>6.2f}x", flush=True)
+        rows.append(r)
     kernels = "on" if all(r["kernels"] for r in rows) else "off"
     print(f"fused CPU kernels: {kernels}. Targets: act >= {TARGETS['act']}x and update >= {TARGETS['update']}x "
           f"(sizes 1 and 5), step >= {TARGETS['step']}x (size 1); act at >= 70% (size 1) / 80% (size 5) of calibration")

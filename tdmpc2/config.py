@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from tdmpc2.common.device import MATMUL_PRECISIONS
 from tdmpc2.envs.tasks import UnknownTaskError, task_info
 
 CONFIG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.yaml")
@@ -243,6 +244,7 @@ def finalize(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"Config key 'device' must be auto, cpu, cuda or cuda:N; got {cfg.device!r}.")
     if cfg.compile not in ("auto", True, False):
         raise ConfigError(f"Config key 'compile' must be auto, true or false; got {cfg.compile!r}.")
+    _choice(cfg, "matmul_precision", MATMUL_PRECISIONS)
     for key in ("threads", "mujoco_threads"):
         if cfg[key] != "auto":
             cfg[key] = _num(cfg, key, int, low=1)

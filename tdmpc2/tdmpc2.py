@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tdmpc2.common import math as m
 from tdmpc2.common import upstream
 from tdmpc2.common.checkpoint import atomic_torch_save
-from tdmpc2.common.device import resolve_device
+from tdmpc2.common.device import matmul_precision, resolve_device
 from tdmpc2.common.mppi import EliteUpdate, elite_update, gumbel_select, sample_actions
 from tdmpc2.common.scale import RunningScale
 from tdmpc2.common.world_model import build_world_model
@@ -61,11 +61,11 @@ class TDMPC2:
     def act(self, obs: torch.Tensor, t0: bool = False, eval_mode: bool = False, task=None) -> torch.Tensor:
         """Action in [-1, 1]^A for one observation (a CPU tensor)."""
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, -1)
-        if self.cfg.mpc:
-            return self.plan(obs, t0=t0, eval_mode=eval_mode).cpu()
-        z = self.model.encode(obs)
-        sample = self.model.pi(z)
-        return (sample.mean if eval_mode else sample.action)[0].cpu()
+        with matmul_precision(self.cfg.matmul_precision):
+            if self.cfg.mpc:
+                return self.plan(obs, t0=t0, eval_mode=eval_mode).cpu()
+            sample = self.model.pi(self.model.encode(obs))
+            return (sample.mean if eval_mode else sample.action)[0].cpu()
 
     @torch.no_grad()
     def plan(self, obs: torch.Tensor, t0: bool = False, eval_mode: bool = False) -> torch.Tensor:
@@ -146,7 +146,12 @@ class TDMPC2:
         return self.update_on_batch(obs, action, reward, terminated)
 
     def update_on_batch(self, obs, action, reward, terminated) -> dict[str, torch.Tensor]:
-        """obs (H+1, B, S), action (H, B, A), reward (H, B, 1), terminated (H, B, 1)."""
+        """obs (H+1, B, S), action (H, B, A), reward (H, B, 1), terminated (H, B, 1); float32
+        matmuls at `matmul_precision`."""
+        with matmul_precision(self.cfg.matmul_precision):
+            return self._update_on_batch(obs, action, reward, terminated)
+
+    def _update_on_batch(self, obs, action, reward, terminated) -> dict[str, torch.Tensor]:
         cfg, model, H = self.cfg, self.model, self.horizon
         with torch.no_grad():
             next_z = model.encode(obs[1:])

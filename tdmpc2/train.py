@@ -153,7 +153,7 @@ def prepare(cfg: DictConfig) -> DictConfig:
     torch.set_num_threads(cfg.threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    torch.set_float32_matmul_precision("high")
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
     set_seed(cfg.seed)
     return cfg
 

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from tdmpc2.common.device import matmul_precision
 from tdmpc2.config import load_config
 from tdmpc2.tdmpc2 import CheckpointError, TDMPC2
 
@@ -105,3 +106,36 @@ def test_policy_prior_acting_without_mpc():
     a = agent.act(obs, eval_mode=True)
     b = agent.act(obs, eval_mode=True)
     assert torch.equal(a, b)  # eval mode returns the deterministic mean tanh(mu)
+
+
+def test_matmul_precision_is_scoped_to_act_and_update_and_stays_close_to_float32():
+    """medium (bfloat16 inputs, float32 sums) changes results by rounding only, and act/update
+    put torch's global setting back."""
+    exact, fast = _agent(seed=3, matmul_precision="highest"), _agent(seed=3, matmul_precision="medium")
+    fast.model.load_state_dict(exact.model.state_dict())
+    z = exact.model.encode(torch.randn(1, 17))
+    actions = torch.rand(exact.cfg.horizon, 64, 6) * 2 - 1
+    torch.manual_seed(4)
+    with torch.no_grad():
+        v_exact = exact.estimate_value(z, actions)
+    before = torch.get_float32_matmul_precision()
+    torch.manual_seed(4)
+    with torch.no_grad(), matmul_precision("medium"):
+        v_fast = fast.estimate_value(z, actions)
+    assert torch.get_float32_matmul_precision() == before
+    assert torch.allclose(v_fast, v_exact, rtol=2e-2, atol=2e-2 * v_exact.abs().mean().item())
+    torch.manual_seed(5)
+    l_exact = exact.update_on_batch(*_batch(exact))
+    torch.manual_seed(5)
+    l_fast = fast.update_on_batch(*_batch(fast))
+    fast.act(torch.randn(17), t0=True)
+    assert torch.get_float32_matmul_precision() == before
+    for key in ("consistency_loss", "reward_loss", "value_loss", "pi_loss"):
+        assert torch.allclose(l_fast[key], l_exact[key], rtol=2e-2, atol=1e-3), key
+
+
+def test_matmul_precision_rejects_unknown_levels():
+    from tdmpc2.config import ConfigError
+
+    with pytest.raises(ConfigError, match="matmul_precision"):
+        load_config(task="cheetah-run", matmul_precision="bf16")

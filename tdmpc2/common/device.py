@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
+
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -23,3 +26,19 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+@contextmanager
+def matmul_precision(level: str):
+    """float32 matmuls at torch's `level` inside the block, the previous setting restored after.
+    highest: float32 everywhere. high: TF32 on CUDA, float32 on CPU. medium: inputs rounded to
+    bfloat16 with float32 accumulation (AMX / AVX512-BF16 CPUs and CUDA; float32 elsewhere)."""
+    previous = torch.get_float32_matmul_precision()
+    if previous == level:
+        yield
+        return
+    torch.set_float32_matmul_precision(level)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
