@@ -227,3 +227,15 @@ def test_dropout_zeroes_entries_independently_with_probability_p():
     y = dropout(x, 0.2)
     y.sum().backward()
     assert torch.equal(x.grad == 0, y == 0) and torch.allclose(x.grad[y != 0], torch.tensor(1.25))
+
+
+def test_dropout_backward_zeroes_the_forward_positions_for_any_gradient_layout():
+    from tdmpc2.common.layers import dropout
+
+    torch.manual_seed(1)
+    x = torch.randn(4, 5, 6, requires_grad=True)
+    y = dropout(x, 0.3)
+    grad = torch.randn(6, 5, 4).permute(2, 1, 0)  # not contiguous
+    y.backward(grad)
+    kept = y != 0
+    assert torch.equal(x.grad[kept], (grad * (1 / 0.7))[kept]) and not x.grad[~kept].any()

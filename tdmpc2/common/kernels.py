@@ -338,16 +338,18 @@ def _p(t: torch.Tensor | None) -> int | None:
 
 class _LnMish(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, gamma, beta, eps):
+    def forward(ctx, x, gamma, beta, eps, bias=None):
         K, C = gamma.shape
         R = x.numel() // (K * C)
         x = x.contiguous()
         y = torch.empty_like(x)
         gamma, beta = gamma.contiguous(), beta.contiguous()
+        bias = None if bias is None else bias.contiguous()
         xhat = torch.empty_like(x)
         rstd = torch.empty(K * R, dtype=x.dtype)
-        _lib.ln_mish_forward(_p(x), _p(y), None, _p(gamma), _p(beta), K, R, C, eps, _p(xhat), _p(rstd))
+        _lib.ln_mish_forward(_p(x), _p(y), _p(bias), _p(gamma), _p(beta), K, R, C, eps, _p(xhat), _p(rstd))
         ctx.save_for_backward(xhat, rstd, gamma, beta)
+        ctx.has_bias = bias is not None
         return y
 
     @staticmethod
@@ -360,17 +362,21 @@ class _LnMish(torch.autograd.Function):
         dgamma, dbeta = torch.zeros_like(gamma), torch.zeros_like(beta)
         _lib.ln_mish_backward(_p(dy), _p(xhat), _p(rstd), _p(gamma), _p(beta), K, R, C,
                               _p(dx), _p(dgamma), _p(dbeta))
-        return dx, dgamma, dbeta, None
+        dbias = dx.view(K, R, C).sum(1) if ctx.has_bias else None  # the bias adds to every row
+        return dx, dgamma, dbeta, None, dbias
 
 
-def ln_mish(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Mish(LayerNorm(x) * gamma + beta) over the last axis, differentiable. x (..., C) with
-    gamma, beta (C,), or x (K, ..., C) with per-group gamma, beta (K, C)."""
-    if not (torch.is_grad_enabled() and (x.requires_grad or gamma.requires_grad or beta.requires_grad)):
-        return ln_mish_(x.clone(memory_format=torch.contiguous_format), gamma, beta, eps)
+def ln_mish(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5,
+            bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Mish(LayerNorm(x + bias) * gamma + beta) over the last axis, differentiable. x (..., C) with
+    gamma, beta, bias (C,), or x (K, ..., C) with per-group gamma, beta, bias (K, C); bias is the
+    optional bias of the linear layer before (added inside the kernel: no extra pass)."""
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, gamma, beta, bias))):
+        return ln_mish_(x.clone(memory_format=torch.contiguous_format), gamma, beta, eps, bias)
     if gamma.dim() == 1:
-        return _LnMish.apply(x, gamma.unsqueeze(0), beta.unsqueeze(0), eps)
-    return _LnMish.apply(x, gamma, beta, eps)
+        gamma, beta = gamma.unsqueeze(0), beta.unsqueeze(0)
+        bias = None if bias is None else bias.unsqueeze(0)
+    return _LnMish.apply(x, gamma, beta, eps, bias)
 
 
 def ln_mish_(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5,

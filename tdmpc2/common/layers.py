@@ -49,6 +49,8 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     On CPU the zeroed positions are drawn as the successes of a Bernoulli(p) sequence over the
     flattened x, whose gaps are i.i.d. Geometric(p) (k = 1, 2, ...): about p * numel random
     numbers instead of numel: 0.5 ms instead of F.dropout's 4.8 ms on a (2, 768, 384) tensor.
+    The backward zeroes the same positions of the scaled gradient (`_Dropout`), one pass
+    instead of the three clones autograd makes for an in-place fill of a view.
     """
     if x.device.type != "cpu":
         return F.dropout(x, p, training=True)
@@ -58,8 +60,27 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     while positions[-1].item() < n:
         more = torch.empty(draws, dtype=torch.float64).geometric_(p).cumsum_(0).add_(positions[-1])
         positions = torch.cat([positions, more])
-    out = x * (1 / (1 - p))
-    out.view(-1).index_fill_(0, positions[positions < n].long(), 0.0)
+    return _Dropout.apply(x, positions[positions < n].long(), 1 / (1 - p))
+
+
+class _Dropout(torch.autograd.Function):
+    """y = x * scale with the flat positions `dropped` zeroed; dy/dx the same mask and scale."""
+
+    @staticmethod
+    def forward(ctx, x, dropped, scale):
+        ctx.save_for_backward(dropped)
+        ctx.scale = scale
+        return _scale_and_zero(x, dropped, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        dropped, = ctx.saved_tensors
+        return _scale_and_zero(grad, dropped, ctx.scale), None, None
+
+
+def _scale_and_zero(x: torch.Tensor, dropped: torch.Tensor, scale: float) -> torch.Tensor:
+    out = (x * scale).contiguous()  # fresh; contiguous so that flat positions index it
+    out.view(-1).index_fill_(0, dropped, 0.0)
     return out
 
 
@@ -94,7 +115,7 @@ class NormedLinear(nn.Linear):
     native = False  # fused CPU kernels (`kernels`), set by WorldModel.use_native_kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.dropout is None and self._native_inference(x):
+        if self.dropout is None and (self._native_inference(x) or self._native_training(x)):
             return self.norm_act(F.linear(x, self.weight), self.bias)  # the kernel adds the bias
         x = super().forward(x)
         if self.dropout is not None:
@@ -105,6 +126,9 @@ class NormedLinear(nn.Linear):
         return (self.native and not torch.is_grad_enabled() and isinstance(self.act, (Mish, SimNorm))
                 and kernels.usable(x))
 
+    def _native_training(self, x: torch.Tensor) -> bool:
+        return self.native and isinstance(self.act, Mish) and kernels.usable(x)
+
     def norm_act(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """act(LN(x + bias)), bias (out,) or None. x must be a fresh tensor: in inference the native
         kernels overwrite it."""
@@ -112,10 +136,10 @@ class NormedLinear(nn.Linear):
             fn = kernels.ln_mish_ if isinstance(self.act, Mish) else kernels.ln_simnorm_
             args = () if isinstance(self.act, Mish) else (self.act.dim,)
             return fn(x, self.ln.weight, self.ln.bias, *args, eps=self.ln.eps, bias=bias)
+        if self._native_training(x):
+            return kernels.ln_mish(x, self.ln.weight, self.ln.bias, self.ln.eps, bias=bias)
         if bias is not None:
             x = x + bias
-        if self.native and isinstance(self.act, Mish) and kernels.usable(x):
-            return kernels.ln_mish(x, self.ln.weight, self.ln.bias, self.ln.eps)
         if isinstance(self.act, SimNorm) and x.device.type == "cpu" and not torch.is_grad_enabled():
             return self._ln_simnorm_inference(x)
         return self.act(self.ln(x))
@@ -182,8 +206,7 @@ class QEnsemble(nn.Module):
         if self.native and kernels.usable(x):
             if not torch.is_grad_enabled():
                 return kernels.ln_mish_(x, g, s, 1e-5, bias=bias)
-            if bias is None:
-                return kernels.ln_mish(x, g, s, 1e-5)
+            return kernels.ln_mish(x, g, s, 1e-5, bias=bias)
         if bias is not None:
             x = x + bias.unsqueeze(1)
         x = F.layer_norm(x, x.shape[-1:], eps=1e-5)
@@ -207,7 +230,10 @@ class QEnsemble(nn.Module):
         if self.dropout and self.training:
             h = dropout(h, self.dropout)
         h = self._norm_act(h, g1, s1)
-        h = self._norm_act(self._layer(h, w2, b2), g2, s2)
+        if self.native and kernels.usable(h):  # the kernel adds the bias: no copy of it into the output
+            h = self._norm_act(torch.bmm(h, w2.transpose(1, 2)), g2, s2, b2)
+        else:
+            h = self._norm_act(self._layer(h, w2, b2), g2, s2)
         out = self._layer(h, w3, b3)
         return out.reshape(k, *lead, out.shape[-1])
 
