@@ -239,3 +239,38 @@ def test_dropout_backward_zeroes_the_forward_positions_for_any_gradient_layout()
     y.backward(grad)
     kept = y != 0
     assert torch.equal(x.grad[kept], (grad * (1 / 0.7))[kept]) and not x.grad[~kept].any()
+
+
+@pytest.mark.parametrize("flags", ["native", "portable"])
+def test_ln_mish_kernel_matches_eager_for_any_width(monkeypatch, flags):
+    """The LN -> Mish kernel, forward and backward with a bias, against eager torch on widths that
+    are not multiples of the vector length, for the build the CPU gets (AVX-512 code here) and
+    for a portable build (-O3 only: the plain C loops)."""
+    from tdmpc2.common import kernels
+
+    if not kernels.available():
+        pytest.skip("no C compiler")
+    if flags == "portable":
+        lib = kernels._build(flag_sets=(["-O3"],))
+        assert lib is not None
+        monkeypatch.setattr(kernels, "_lib", lib)
+    torch.manual_seed(0)
+    for K, R, C in ((1, 5, 37), (2, 7, 19), (2, 3, 16)):
+        x = (torch.randn(K, R, C) * 3).requires_grad_()
+        gamma, beta, bias = (torch.randn(K, C).requires_grad_() for _ in range(3))
+        grad = torch.randn(K, R, C)
+        outputs = []
+        for fused in (True, False):
+            for t in (x, gamma, beta, bias):
+                t.grad = None
+            if fused:
+                y = kernels.ln_mish(x, gamma, beta, 1e-5, bias=bias)
+            else:
+                y = F.mish(F.layer_norm(x + bias.unsqueeze(1), (C,), eps=1e-5) * gamma.unsqueeze(1) + beta.unsqueeze(1))
+            y.backward(grad)
+            outputs.append([y.detach()] + [t.grad.clone() for t in (x, gamma, beta, bias)])
+        for fused, eager in zip(*outputs):
+            assert torch.allclose(fused, eager, rtol=1e-4, atol=1e-5), (K, R, C)
+        with torch.no_grad():
+            y = kernels.ln_mish_(x.detach().clone(), gamma.detach(), beta.detach(), 1e-5, bias=bias.detach())
+        assert torch.allclose(y, outputs[1][0], rtol=1e-4, atol=1e-5)
