@@ -1,7 +1,8 @@
 """act(), update() and training-step speed of the TD-MPC2 agent against the upstream reference.
 
 Prints, for model sizes 1 and 5 on cartpole-balance and cheetah-run at the reference settings
-(512 samples, 6 iterations, 64 elites, horizon 3, batch 256), in one run:
+(512 samples, 6 iterations, 64 elites, horizon 3, batch 256), with float32 (`high`) and bfloat16
+(`medium`) matmuls timed interleaved step by step (a busy machine slows both alike), in one run:
   * act and update milliseconds (median of repeats, act and update interleaved),
   * their FLOPs (torch's FlopCounterMode) and the fraction of the calibrated matmul rate they run at,
   * the step: act + update + one env step (a real env), the unit a training run pays per agent step,
@@ -29,6 +30,7 @@ the calibrated rate at size 1 and >= 80% at size 5.
     python benchmarks/speed.py                      # 1 thread, all four settings
     python benchmarks/speed.py --threads 2 --sizes 5 --tasks cheetah-run
     python benchmarks/speed.py --compile false      # eager torch (no fused kernels), for A/B
+    python benchmarks/speed.py --precisions high    # float32 only
 """
 from __future__ import annotations
 
