@@ -98,7 +98,8 @@ def run(cfg: DictConfig, make_agent: MakeAgent = make_tdmpc2,
         if resume.get("rng", {}).get("env") is None:
             logger.progress("note: the env has no get_rng_state(); its episodes after the resume point "
                             "differ from those of an uninterrupted run")
-    logger.progress(f"{cfg.task}: {cfg.steps:,} steps on {agent.device} ({cfg.threads} thread(s)), "
+    precision = ", bfloat16 matmul inputs" if cfg.matmul_precision == "medium" else ""
+    logger.progress(f"{cfg.task}: {cfg.steps:,} steps on {agent.device} ({cfg.threads} thread(s){precision}), "
                     f"work dir {work_dir}")
     path = trainer.train()
     logger.finish(path)
