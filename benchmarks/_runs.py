@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,3 +50,14 @@ def launch(runs: list[dict], log_dir: str, jobs: int, checkpoint_freq: int = 0) 
 def read_eval(work_dir: str) -> pd.DataFrame | None:
     path = os.path.join(work_dir, "eval.csv")
     return pd.read_csv(path) if os.path.exists(path) else None
+
+
+def aligned(frames: list[pd.DataFrame], column: str, max_step: int | None = None) -> tuple[list[int], np.ndarray] | None:
+    """(steps, values (runs, steps)): `column` of each run's eval.csv at the evaluation steps every
+    run reached (<= max_step), the last row of a step kept; None when no step is shared."""
+    frames = [f.drop_duplicates("step", keep="last").set_index("step") for f in frames]
+    common = sorted(set.intersection(*(set(f.index) for f in frames)))
+    common = [s for s in common if max_step is None or s <= max_step]
+    if not common:
+        return None
+    return common, np.stack([f.loc[common, column].to_numpy(float) for f in frames])

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _runs import ROOT, launch, read_eval, work_dir  # noqa: E402
+from _runs import ROOT, aligned, launch, read_eval, work_dir  # noqa: E402
 from teaching import COMMON, area, iqm_interval  # noqa: E402
 
 STEPS = 10000
@@ -48,12 +48,13 @@ def summarise(log_dir, tasks, seeds, out_dir):
     for task in tasks:
         for arm, (name, _) in ARMS.items():
             frames = [read_eval(work_dir(log_dir, task, seed, name)) for seed in seeds]
-            frames = [(s, f.drop_duplicates("step", keep="last")) for s, f in zip(seeds, frames) if f is not None]
+            frames = [(s, f) for s, f in zip(seeds, frames) if f is not None]
             if not frames:
                 continue
-            common = sorted(set.intersection(*(set(f.step) for _, f in frames)))
-            values = np.stack([f.set_index("step").loc[common, "learned_episode_reward"].to_numpy(float)
-                               for _, f in frames])
+            found = aligned([f for _, f in frames], "learned_episode_reward")
+            if found is None:
+                continue
+            common, values = found
             point, low, high = iqm_interval(values)
             for i, step in enumerate(common):
                 rows.append(dict(task=task, precision=arm, step=int(step), env_step=2 * int(step), iqm=point[i],

@@ -36,7 +36,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _runs import ROOT, launch, read_eval, work_dir  # noqa: E402
+from _runs import ROOT, aligned, launch, read_eval, work_dir  # noqa: E402
 
 COMMON = dict(model_size=1, num_samples=128, iterations=3, num_elites=16, num_pi_trajs=24,
               hybrid_prefix_samples=16, mujoco_threads=1, eval_freq=1000, eval_episodes=5, device="cpu")
@@ -100,13 +100,8 @@ def curves(log_dir, task, seeds, arm, metric, max_step) -> tuple[np.ndarray, np.
     frames = [f for f in frames if f is not None and METRICS[metric] in f]
     if len(frames) < len(seeds):
         return None
-    common = sorted(set.intersection(*(set(f["step"]) for f in frames)))
-    common = [s for s in common if s <= max_step]
-    if not common:
-        return None
-    values = np.stack([f.drop_duplicates("step", keep="last").set_index("step").loc[common, METRICS[metric]]
-                       .to_numpy(float) for f in frames])
-    return np.asarray(common), values
+    found = aligned(frames, METRICS[metric], max_step)
+    return None if found is None else (np.asarray(found[0]), found[1])
 
 
 def iqm_interval(values: np.ndarray, reps: int = 2000):
