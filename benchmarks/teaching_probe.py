@@ -32,8 +32,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tdmpc2.config import load_config  # noqa: E402
 
-PLANNER_KEYS = ("task", "seed", "model_size", "num_samples", "iterations", "num_elites", "num_pi_trajs",
-                "horizon", "temperature", "min_std", "max_std", "matmul_precision")
+PLANNER_KEYS = ("task", "seed", "episode_length", "model_size", "num_samples", "iterations", "num_elites",
+                "num_pi_trajs", "horizon", "temperature", "min_std", "max_std", "matmul_precision")
 VARIANTS = ("planner", "prior", "prior-only")
 
 

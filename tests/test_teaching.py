@@ -319,3 +319,37 @@ def test_with_every_mechanism_off_recording_provenance_changes_nothing(tmp_path)
     for name in ("train.csv", "eval.csv"):
         a, b = rows(tmp_path / "a" / name), rows(tmp_path / "b" / name)
         assert len(a) >= 2 and a == b, name
+
+
+def test_teaching_probe_replays_saved_weights_with_each_variant(tmp_path):
+    """benchmarks/teaching_probe.py rebuilds a run from its config.yaml and checkpoint: prior-only
+    keeps a single Gaussian sample, every variant repeats exactly, and a directory that is not a
+    run fails in one line."""
+    import importlib.util
+    import os
+
+    from omegaconf import OmegaConf
+
+    from tdmpc2.tdmpc2 import TDMPC2
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "teaching_probe.py")
+    spec = importlib.util.spec_from_file_location("teaching_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+
+    cfg = load_config(task="cartpole-balance", **{**SMALL, "episode_length": 30})
+    torch.manual_seed(0)
+    os.makedirs(tmp_path / "models")
+    TDMPC2(cfg).save(str(tmp_path / "models" / "step_0.pt"))
+    OmegaConf.save(cfg, tmp_path / "config.yaml")
+    checkpoint = str(tmp_path / "models" / "step_0.pt")
+
+    only, _ = probe.variant_actor("prior-only", str(tmp_path), checkpoint)
+    assert (only.num_pi_trajs, only.num_samples) == (cfg.num_samples - 1, cfg.num_samples)
+    assert isinstance(probe.variant_actor("prior", str(tmp_path), checkpoint)[1], PolicyPriorActor)
+    for variant in probe.VARIANTS:
+        first, again = (probe.probe(str(tmp_path), 0, variant, episodes=2) for _ in range(2))
+        assert len(first["returns"].split()) == 2 and first["step"] == 0 and first["variant"] == variant
+        assert first["mean_return"] == again["mean_return"] and 0 <= first["mean_return"] <= 2 * 30
+    with pytest.raises(SystemExit, match="config.yaml"):
+        probe.run_config(str(tmp_path / "not_a_run"))
