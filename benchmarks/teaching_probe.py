@@ -54,11 +54,9 @@ def variant_actor(variant: str, run_dir: str, checkpoint: str):
     from tdmpc2.tdmpc2 import TDMPC2
     from tdmpc2.teaching import PolicyPriorActor
 
-    overrides = {}
+    cfg = run_config(run_dir)
     if variant == "prior-only":
-        samples = run_config(run_dir).num_samples
-        overrides = dict(num_pi_trajs=samples - 1)
-    cfg = run_config(run_dir, **overrides)
+        cfg = run_config(run_dir, num_pi_trajs=cfg.num_samples - 1)
     agent = TDMPC2(cfg)
     agent.load(checkpoint)
     return cfg, PolicyPriorActor(agent) if variant == "prior" else agent
