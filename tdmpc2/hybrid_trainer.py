@@ -14,6 +14,8 @@
 * `learner_episode_prob`: hand-over episodes, where the learned-only planner takes control from
   a random step while H_c > 0 (`tdmpc2.teaching.HandOver`), a share of its states relabelled by
   the classical planner.
+* `branch_prob`: simulated branches (`tdmpc2.branches`), counterfactual transitions from the
+  simulator at the live state; a share `branch_share` of every batch comes from them.
 * Every evaluation feeds the trust in the learned planner (`tdmpc2.hand_over`), which moves
   H_c under `transition_schedule=adaptive` and w under `bridge_weight=adaptive`.
 * Every row carries the classical horizon, the bridge weight and the trust; train rows add the
@@ -41,11 +43,14 @@ class HybridTrainer(OnlineTrainer):
         self.seeder = _seeder(cfg, agent)
         self.relabeller = _expert(cfg, agent, "relabel_fraction", 0.0) if cfg.relabel_fraction > 0 else None
         self.hand_over = HandOver(cfg.learner_episode_prob, cfg.relabel_fraction, cfg.episode_length)
+        self.branches = _branches(cfg, env, agent, buffer)
         self._episode_counts = Counter()
 
     # ---- acting: provenance, hand-over episodes and per-plan statistics between log rows
     def choose_action(self, episode):
         t0 = episode.num_steps == 0
+        if self.branches is not None:  # from the live state, before the action changes it
+            self._episode_counts["branches"] += int(self.branches.maybe_branch())
         if not self.pretrained:
             if self.seeder is not None:  # classical seeding (tdmpc2.teaching)
                 action, planned = self.seeder.act(t0=t0)
@@ -83,6 +88,21 @@ class HybridTrainer(OnlineTrainer):
         self._episode_counts["relabelled"] += int(source == LEARNED and label is not None)
         return action
 
+    def update_source(self):
+        """The replay buffer, or it mixed with the simulated branches (`branch_prob` > 0)."""
+        return self.buffer if self.branches is None else self.branches.mixed(self.buffer)
+
+    def resume_state(self, complete: bool = False) -> dict:
+        state = super().resume_state(complete)
+        if self.branches is not None and not complete:
+            state["branches"] = self.branches.state_dict()
+        return state
+
+    def restore(self, state: dict) -> None:
+        super().restore(state)
+        if self.branches is not None and "branches" in state:
+            self.branches.load_state_dict(state["branches"])
+
     def pretrain(self, num_updates: int) -> None:
         """TD-MPC2's pre-training burst, then `distill_bc_updates` behaviour-cloning updates of
         the policy prior on the classical seed data (with seed_policy=classical)."""
@@ -106,6 +126,8 @@ class HybridTrainer(OnlineTrainer):
         if kind == "train":
             out.update(self._plan_stats.flush())
             counts, self._episode_counts = self._episode_counts, Counter()
+            if self.branches is not None:
+                out.update(branches=counts["branches"], branches_stored=self.branches.buffer.num_stored_eps)
             if self.hand_over.probability > 0:
                 out.update(learner_steps=counts[LEARNED], relabelled_steps=counts["relabelled"],
                            handover_step=self.hand_over.start if self.hand_over.start is not None else -1)
@@ -195,6 +217,27 @@ def _seeder(cfg, agent):
     if cfg.seed_policy != "classical":
         return None
     return _expert(cfg, agent, "seed_policy", cfg.seed_noise_std)
+
+
+def _branches(cfg, env, agent, buffer):
+    """The simulated branches of `branch_prob` > 0 on the env's own physics, or None."""
+    from tdmpc2.branches import BranchConfig, SimulatedBranches
+    from tdmpc2.config import ConfigError
+
+    config = BranchConfig.from_config(cfg)
+    if not config.active:
+        return None
+    interface = None
+    if getattr(agent, "hybrid", None) is not None:
+        from tdmpc2.envs import make_interface
+
+        interface = make_interface(cfg, env, planning_model="exact")
+    if interface is None:
+        raise ConfigError(f"Config key 'branch_prob': simulated branches need hybrid_mpc=true and a task with a "
+                          f"simulator interface; '{cfg.task}' has none here (set it to 0).")
+    capacity = max(min(int(cfg.buffer_size), int(cfg.steps)), 1) * (int(cfg.horizon) + 1)
+    device = buffer.device if buffer is not None else "cpu"
+    return SimulatedBranches(config, interface, cfg.horizon, capacity, cfg.batch_size, device=device, seed=cfg.seed)
 
 
 def _expert(cfg, agent, key, noise_std):

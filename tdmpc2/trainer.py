@@ -154,17 +154,22 @@ class OnlineTrainer:
         first step at which the buffer holds a whole episode; actions stay random until then.
         """
         if self.pretrained:
-            self._last_update = self.agent.update(self.buffer)
+            self._last_update = self.agent.update(self.update_source())
         elif self.step >= self.cfg.seed_steps and self.buffer.num_stored_eps > 0:
             self.pretrain(self.cfg.seed_steps)
             self.pretrained = True
+
+    def update_source(self):
+        """What updates sample their batches from: the replay buffer (the hybrid trainer may mix in
+        simulated branches)."""
+        return self.buffer
 
     def pretrain(self, num_updates: int) -> None:
         """The seed-phase pre-training, with a progress line every ~10 s."""
         self.logger.progress(f"pretraining: {num_updates:,} updates on {len(self.buffer):,} seed entries")
         start = last_report = time.time()
         for i in range(num_updates):
-            self._last_update = self.agent.update(self.buffer)
+            self._last_update = self.agent.update(self.update_source())
             if time.time() - last_report >= self.PRETRAIN_REPORT_SECONDS:
                 last_report = time.time()
                 rate = (i + 1) / (last_report - start)

@@ -31,7 +31,7 @@ HYBRID = ["hybrid_mpc=true", "max_classical_horizon=3", "transition_steps=80", "
           "hybrid_prefix_samples=4", "classical_plan_horizon=6"]
 # every teaching mechanism on (tdmpc2/teaching.py): provenance and labels must come back too
 TEACHING = HYBRID + ["seed_policy=classical", "distill_coef=1", "distill_q_filter=true", "distill_bc_updates=5",
-                     "expert_fraction=0.5", "learner_episode_prob=0.5", "relabel_fraction=0.5"]
+                     "expert_fraction=0.5", "learner_episode_prob=0.5", "relabel_fraction=0.5", "branch_prob=0.5"]
 VARIANTS = {"tdmpc2": ("tdmpc2.train", []), "hybrid": ("tdmpc2.train_hybrid", HYBRID),
             "teaching": ("tdmpc2.train_hybrid", TEACHING)}
 

@@ -186,14 +186,16 @@ class Buffer:
             self._write = 0
 
     # ---- sampling
-    def sample_indices(self, expert_fraction: float = 0.0) -> torch.Tensor:
+    def sample_indices(self, expert_fraction: float = 0.0, batch_size: int | None = None) -> torch.Tensor:
         """Ring indices of B slices, time-major: (H+1, B) on the storage device; the first
-        round(expert_fraction B) slices start with an expert transition when there are any."""
+        round(expert_fraction B) slices start with an expert transition when there are any.
+        B is `batch_size`, by default the buffer's."""
+        B = self.batch_size if batch_size is None else int(batch_size)
         starts, lengths = self._valid_episodes()
         gen, dev = self._generator, self.storage_device
         expert = self._expert_slice_starts() if expert_fraction > 0 else None
-        num_expert = int(round(float(expert_fraction) * self.batch_size)) if expert is not None and len(expert) else 0
-        num_uniform = self.batch_size - num_expert
+        num_expert = int(round(float(expert_fraction) * B)) if expert is not None and len(expert) else 0
+        num_uniform = B - num_expert
         ep = torch.randint(len(starts), (num_uniform,), generator=gen, device=dev)
         num_offsets = (lengths[ep] - self.horizon).to(torch.float64)  # len - (H+1) + 1
         offset = (torch.rand(num_uniform, generator=gen, device=dev, dtype=torch.float64)
@@ -205,14 +207,15 @@ class Buffer:
         steps = torch.arange(self.horizon + 1, device=dev)
         return (first.unsqueeze(0) + steps.unsqueeze(1)) % self.capacity
 
-    def sample(self, expert_fraction: float = 0.0) -> Batch:
+    def sample(self, expert_fraction: float = 0.0, batch_size: int | None = None) -> Batch:
         """B slices of H+1 entries as (obs (H+1,B,obs), action (H,B,A), reward (H,B,1),
         terminated (H,B,1), task None), on `device`."""
-        return self.sample_labelled(expert_fraction)[0]
+        return self.sample_labelled(expert_fraction, batch_size)[0]
 
-    def sample_labelled(self, expert_fraction: float = 0.0) -> tuple[Batch, Provenance | None]:
+    def sample_labelled(self, expert_fraction: float = 0.0,
+                        batch_size: int | None = None) -> tuple[Batch, Provenance | None]:
         """`sample` and the slices' provenance (None when the buffer stores none)."""
-        idx = self.sample_indices(expert_fraction)
+        idx = self.sample_indices(expert_fraction, batch_size)
         s, out = self._storage, self.device
         nb = out.type == "cuda"
         provenance = None

@@ -1,0 +1,140 @@
+"""Simulated branches: counterfactual transitions from the true simulator at the learner's own
+states (hybrid-design.md sec. 7, learning from the simulator).
+
+Why. The data of a taught run is narrow: the classical expert's actions, a little noise, and the
+learner's plans. TD-MPC2's planner then ranks 3-step action sequences with a reward model, a
+latent dynamics model and a critic that have seen almost no other actions, and on the hand-over
+arm's weights it prefers actions off the data (saturated pushes on cartpole-swingup) whose values
+are extrapolations (`benchmarks/teaching_probe.py`, NOTES). The simulator knows what those
+actions do. Every training step, with probability `branch_prob`, the trainer snapshots the live
+state x_t, draws H actions uniformly in the action bounds, simulates them on the simulator
+(`EnvironmentInterface.rollout`, which never disturbs the live env) and stores the H true
+transitions as a short episode of their own. A share `branch_share` of every training batch is
+then drawn from these branches, the rest from the replay buffer as before; every loss of the
+update (consistency, reward, value, policy) sees them like any other slice.
+
+    branch:  o(x_t), (a_0, r_0, o(x_1)), ..., (a_{H-1}, r_{H-1}, o(x_H)),   a_k ~ U[low, high]
+
+Branches have length H (the update's horizon), so each is exactly one training slice. They do
+not count as agent steps: like the hybrid planner's prefixes, they are simulator queries, not
+actions taken in the environment. Tasks that terminate early are refused (the interface models no
+termination). The draws come from torch's RNG (saved with resume.pt); with `branch_prob=0` no
+draw is made and training is exactly as before.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tdmpc2.common.buffer import SOURCES, Batch, Buffer, Provenance
+
+SIMULATED = len(SOURCES)  # source code of a branch transition (after the buffer's random..learned)
+
+
+@dataclass(frozen=True)
+class BranchConfig:
+    """The branch keys of a config (numbers only)."""
+    branch_prob: float = 0.0
+    branch_share: float = 0.25
+
+    @classmethod
+    def from_config(cls, cfg) -> "BranchConfig":
+        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__})
+
+    @property
+    def active(self) -> bool:
+        return self.branch_prob > 0
+
+
+def uniform_actions(horizon: int, low: np.ndarray, high: np.ndarray) -> torch.Tensor:
+    """(horizon, A) actions uniform in [low, high] from torch's RNG."""
+    low_t = torch.as_tensor(np.asarray(low), dtype=torch.float32)
+    high_t = torch.as_tensor(np.asarray(high), dtype=torch.float32)
+    return low_t + (high_t - low_t) * torch.rand(horizon, low_t.numel())
+
+
+def simulate_branch(interface, state: np.ndarray, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The branch from `state` under `actions` (H, A) as a buffer episode of H+1 entries (entry 0:
+    the observation at `state`, NaN action and reward), computed on the simulator alone."""
+    acts = actions.detach().cpu().double().numpy()
+    states, rewards = interface.rollout(np.asarray(state, dtype=np.float64)[None], acts[None])
+    obs = torch.as_tensor(np.asarray(interface.observations(states[0])), dtype=torch.float32)
+    nan = torch.full((1, acts.shape[1]), float("nan"))
+    return dict(obs=obs, action=torch.cat([nan, actions.detach().cpu().float()]),
+                reward=torch.cat([torch.tensor([float("nan")]), torch.as_tensor(rewards[0], dtype=torch.float32)]),
+                terminated=torch.cat([torch.tensor([float("nan")]), torch.zeros(acts.shape[0])]))
+
+
+class SimulatedBranches:
+    """The branch store of a training run: `maybe_branch()` every step, `mixed(buffer)` for the
+    update, `state_dict()` for resume.pt."""
+
+    def __init__(self, config: BranchConfig, interface, horizon: int, capacity: int, batch_size: int,
+                 device="cpu", seed: int = 0):
+        self.config, self.interface, self.horizon = config, interface, int(horizon)
+        self.buffer = Buffer(max(int(capacity), self.horizon + 1), self.horizon, batch_size, device=device,
+                             seed=seed + 7919)
+        self.low, self.high = interface.action_bounds()
+
+    def maybe_branch(self) -> bool:
+        """With probability branch_prob, simulate one branch from the live state and store it."""
+        if float(torch.rand(())) >= self.config.branch_prob:
+            return False
+        actions = uniform_actions(self.horizon, self.low, self.high)
+        self.buffer.add(simulate_branch(self.interface, self.interface.get_state(), actions))
+        return True
+
+    def mixed(self, buffer: Buffer) -> "MixedBatches":
+        return MixedBatches(buffer, self.buffer, self.config.branch_share)
+
+    def state_dict(self) -> dict:
+        return self.buffer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffer.load_state_dict(state)
+
+
+def concat_batches(first: Batch, second: Batch) -> Batch:
+    """Two time-major batches side by side (along B)."""
+    return Batch(*(torch.cat([a, b], dim=1) for a, b in zip(first[:4], second[:4])), task=None)
+
+
+class MixedBatches:
+    """Samples like a `Buffer`: B - k slices from `main` (with its expert share and provenance)
+    and k = round(share B) from `branches` once it holds any. Branch slices carry source
+    `SIMULATED` and no expert label."""
+
+    def __init__(self, main: Buffer, branches: Buffer, share: float):
+        self.main, self.branches, self.share = main, branches, float(share)
+
+    @property
+    def batch_size(self) -> int:
+        return self.main.batch_size
+
+    def num_branch_slices(self) -> int:
+        return int(round(self.share * self.main.batch_size)) if self.branches.num_stored_eps else 0
+
+    def sample_labelled(self, expert_fraction: float = 0.0) -> tuple[Batch, Provenance | None]:
+        k = self.num_branch_slices()
+        B = self.main.batch_size
+        # the expert share stays a share of the whole batch, drawn from the replay part
+        replay_expert = min(float(expert_fraction) * B / (B - k), 1.0) if k < B and expert_fraction else 0.0
+        batch, provenance = self.main.sample_labelled(replay_expert, B - k)
+        if k == 0:
+            return batch, provenance
+        extra = self.branches.sample(0.0, k)
+        batch = concat_batches(batch, extra)
+        if provenance is not None:
+            H, A = extra.action.shape[0], extra.action.shape[-1]
+            dev = provenance.source.device
+            provenance = Provenance(
+                source=torch.cat([provenance.source, torch.full((H, k), SIMULATED, dtype=torch.long, device=dev)], 1),
+                expert_action=torch.cat([provenance.expert_action,
+                                         torch.full((H, k, A), float("nan"), device=dev)], 1))
+        return batch, provenance
+
+    def sample(self, expert_fraction: float = 0.0) -> Batch:
+        return self.sample_labelled(expert_fraction)[0]
+

@@ -1,0 +1,95 @@
+"""Simulated branches (tdmpc2/branches.py): a branch is what the env itself does under the same
+actions, branching leaves the live state alone, batches mix in the requested share with the
+right provenance, a run stores and uses them, and bad settings fail naming the key."""
+import numpy as np
+import pytest
+import torch
+
+from tdmpc2.branches import SIMULATED, BranchConfig, MixedBatches, simulate_branch, uniform_actions
+from tdmpc2.common.buffer import CLASSICAL, Buffer
+from tdmpc2.config import ConfigError, load_config
+from tdmpc2.envs import make_env, make_interface
+from tdmpc2.hybrid_tdmpc2 import HybridTDMPC2
+from tdmpc2.hybrid_trainer import HybridTrainer
+from test_teaching import SMALL, labelled_episode, run_trainer
+
+
+def test_a_branch_is_what_the_env_does_and_leaves_the_live_state_alone():
+    cfg = load_config(task="cartpole-swingup", hybrid_mpc=True, **SMALL)
+    env = make_env(cfg)
+    env.reset(seed=4)
+    for _ in range(7):  # somewhere off the initial state
+        env.step(env.rand_act())
+    interface = make_interface(cfg, env, planning_model="exact")
+    state = interface.get_state().copy()
+    obs_now = env.step(torch.zeros(1))[0]  # one more live step: the branch starts after it
+    state = interface.get_state().copy()
+    torch.manual_seed(0)
+    actions = uniform_actions(3, *interface.action_bounds())
+    assert actions.shape == (3, 1) and actions.abs().max() <= 1 and actions.std() > 0
+    branch = simulate_branch(interface, state, actions)
+    assert (interface.get_state() == state).all()  # the live env is untouched
+    assert torch.allclose(branch["obs"][0], torch.as_tensor(obs_now, dtype=torch.float32), atol=1e-6)
+    assert torch.isnan(branch["action"][0]).all() and torch.isnan(branch["reward"][0])
+    for t in range(3):  # the env stepped with the same actions gives the same transitions
+        obs, reward, _, _ = env.step(actions[t])
+        assert torch.allclose(branch["obs"][t + 1], torch.as_tensor(obs, dtype=torch.float32), atol=1e-5)
+        assert branch["reward"][t + 1].item() == pytest.approx(float(reward), abs=1e-5)
+        assert torch.equal(branch["action"][t + 1], actions[t])
+    assert (branch["terminated"][1:] == 0).all()
+
+
+def _marked_buffer(mark: float, episodes: int, length: int, batch_size: int, provenance: bool, seed=0):
+    buffer = Buffer(10_000, 3, batch_size, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(episodes):
+        if provenance:
+            episode = labelled_episode(length, 5, 1, [CLASSICAL] * (length // 2) + [0] * (length - length // 2), gen)
+        else:
+            episode = dict(obs=torch.randn(length + 1, 5, generator=gen), action=torch.rand(length + 1, 1),
+                           reward=torch.rand(length + 1), terminated=torch.zeros(length + 1))
+        episode["obs"][:, 0] = mark
+        buffer.add(episode)
+    return buffer
+
+
+def test_mixed_batches_draw_the_share_from_the_branches_with_their_provenance():
+    main = _marked_buffer(0.0, episodes=4, length=50, batch_size=200, provenance=True)
+    branches = _marked_buffer(1.0, episodes=30, length=3, batch_size=200, provenance=False, seed=1)
+    mixed = MixedBatches(main, branches, 0.25)
+    batch, provenance = mixed.sample_labelled(0.5)
+    assert batch.obs.shape == (4, 200, 5) and batch.action.shape == (3, 200, 1)
+    from_branches = batch.obs[0, :, 0] == 1.0
+    assert from_branches.sum() == 50 and from_branches[150:].all()  # round(0.25 * 200), after the replay part
+    assert (provenance.source[:, from_branches] == SIMULATED).all()
+    assert torch.isnan(provenance.expert_action[:, from_branches]).all()
+    # the expert share stays a share of the whole batch: round(0.5 * 200) slices start with an expert action
+    assert (provenance.source[0, ~from_branches] == CLASSICAL).sum() >= 100
+    empty = MixedBatches(main, Buffer(100, 3, 200), 0.25)  # no branch yet: the replay buffer alone
+    assert empty.num_branch_slices() == 0 and empty.sample().obs.shape == (4, 200, 5)
+
+
+def test_a_run_with_branches_stores_one_per_step_and_learns_from_them(tmp_path):
+    trainer = run_trainer(tmp_path, steps=60, branch_prob=1.0, branch_share=0.25)
+    assert trainer.branches is not None and trainer.branches.buffer.num_stored_eps == 60  # one per agent step
+    assert isinstance(trainer.update_source(), MixedBatches)
+    stored = list(trainer.branches.buffer.episodes())
+    assert all(len(e["obs"]) == trainer.cfg.horizon + 1 for e in stored)
+    rewards = torch.stack([e["reward"][1:] for e in stored])
+    assert torch.isfinite(rewards).all() and rewards.std() > 0
+    assert np.isfinite(float(trainer._last_update["consistency_loss"]))
+    plain = run_trainer(tmp_path / "plain", steps=20)
+    assert plain.branches is None and plain.update_source() is plain.buffer
+
+
+def test_branch_settings_fail_naming_the_key():
+    with pytest.raises(ConfigError, match="branch_prob"):
+        load_config(task="cartpole-balance", branch_prob=1.5)
+    with pytest.raises(ConfigError, match="branch_share"):
+        load_config(task="cartpole-balance", branch_prob=0.5, branch_share=1.0)
+    with pytest.raises(ConfigError, match="branch_prob.*episodic"):
+        load_config(task="cartpole-balance", branch_prob=0.5, episodic=True)
+    cfg = load_config(task="cartpole-balance", branch_prob=0.5, **SMALL)  # hybrid_mpc=false: no simulator
+    with pytest.raises(ConfigError, match="branch_prob.*hybrid_mpc=true"):
+        HybridTrainer(cfg, make_env(cfg), HybridTDMPC2(cfg), None, None)
+    assert not BranchConfig.from_config(load_config(task="cartpole-balance")).active
