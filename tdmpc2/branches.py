@@ -67,15 +67,86 @@ def simulate_branch(interface, state: np.ndarray, actions: torch.Tensor) -> dict
                 terminated=torch.cat([torch.tensor([float("nan")]), torch.zeros(acts.shape[0])]))
 
 
+class BranchStore:
+    """A ring of up to `capacity` branches of H+1 entries each (buffer layout: entry 0 has NaN
+    action and reward), sampled uniformly with replacement by its own generator. Every branch is
+    exactly one training slice, so a sample is one gather."""
+
+    def __init__(self, capacity: int, horizon: int, device="cpu", seed: int = 0):
+        if capacity < 1:
+            raise ValueError(f"A branch store needs room for at least one branch, got capacity {capacity}.")
+        self.capacity, self.horizon, self.device = int(capacity), int(horizon), torch.device(device)
+        self._generator = torch.Generator().manual_seed(int(seed))
+        self._data: dict[str, torch.Tensor] | None = None  # (capacity, H+1, ...) per field, on the CPU
+        self._size = self._write = self.added = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, branch: dict[str, torch.Tensor]) -> None:
+        if branch["obs"].shape[0] != self.horizon + 1:
+            raise ValueError(f"A branch has horizon+1 = {self.horizon + 1} entries, got {branch['obs'].shape[0]}.")
+        if self._data is None:
+            self._data = {k: torch.full((self.capacity, *branch[k].shape), float("nan")) for k in _FIELDS}
+        for k in _FIELDS:
+            self._data[k][self._write] = branch[k]
+        self._write = (self._write + 1) % self.capacity
+        self._size = min(self._size + 1, self.capacity)
+        self.added += 1
+
+    def sample(self, k: int) -> Batch:
+        """k branches as a time-major batch on `device`."""
+        if self._size == 0:
+            raise RuntimeError("The branch store is empty; add branches before sampling.")
+        idx = torch.randint(self._size, (int(k),), generator=self._generator)
+        d, out = self._data, self.device
+        take = lambda key: d[key][idx].transpose(0, 1).to(out)  # noqa: E731  (k, H+1, ...) -> (H+1, k, ...)
+        return Batch(obs=take("obs"), action=take("action")[1:], reward=take("reward")[1:].unsqueeze(-1),
+                     terminated=take("terminated")[1:].unsqueeze(-1), task=None)
+
+    def state_dict(self) -> dict:
+        """The filled slots as they lie in the ring, the write position and the generator (a
+        store of the same capacity resumes bit-identically)."""
+        data = {k: v[:self._size].clone() for k, v in self._data.items()} if self._data is not None else None
+        return dict(format="branches-1", data=data, write=self._write, added=self.added,
+                    generator=self._generator.get_state())
+
+    def load_state_dict(self, state: dict) -> None:
+        self._data, self._size, self._write, self.added = None, 0, 0, 0
+        if "lengths" in state:  # the first format (branches kept in an episode Buffer, oldest first)
+            n = len(state["lengths"])
+            state = dict(data={k: v.reshape(n, self.horizon + 1, *v.shape[1:])
+                               for k, v in state["data"].items() if k in _FIELDS} if n else None,
+                         write=n, added=state["num_eps"], generator=state["generator"])
+        data, n = state["data"], 0 if state["data"] is None else len(state["data"]["obs"])
+        if n:
+            write = int(state["write"]) % n if n else 0
+            if n == self.capacity:  # the same ring: keep its layout
+                kept, self._write = data, int(state["write"]) % self.capacity
+            elif n < self.capacity and write == 0:  # slots already oldest first, room after them
+                kept, self._write = data, n
+            else:  # oldest first, then the newest that fit
+                order = (write + torch.arange(n)) % n
+                kept = {k: data[k][order][-self.capacity:] for k in _FIELDS}
+                self._write = len(kept["obs"]) % self.capacity
+            self._size = len(kept["obs"])
+            self._data = {k: torch.full((self.capacity, *kept[k].shape[1:]), float("nan")) for k in _FIELDS}
+            for k in _FIELDS:
+                self._data[k][:self._size] = kept[k]
+        self.added = int(state["added"])
+        self._generator.set_state(state["generator"])
+
+
+_FIELDS = ("obs", "action", "reward", "terminated")
+
+
 class SimulatedBranches:
-    """The branch store of a training run: `maybe_branch()` every step, `mixed(buffer)` for the
+    """The branches of a training run: `maybe_branch()` every step, `mixed(buffer)` for the
     update, `state_dict()` for resume.pt."""
 
-    def __init__(self, config: BranchConfig, interface, horizon: int, capacity: int, batch_size: int,
-                 device="cpu", seed: int = 0):
+    def __init__(self, config: BranchConfig, interface, horizon: int, capacity: int, device="cpu", seed: int = 0):
         self.config, self.interface, self.horizon = config, interface, int(horizon)
-        self.buffer = Buffer(max(int(capacity), self.horizon + 1), self.horizon, batch_size, device=device,
-                             seed=seed + 7919)
+        self.store = BranchStore(capacity, horizon, device=device, seed=seed + 7919)
         self.low, self.high = interface.action_bounds()
 
     def maybe_branch(self) -> bool:
@@ -83,17 +154,17 @@ class SimulatedBranches:
         if float(torch.rand(())) >= self.config.branch_prob:
             return False
         actions = uniform_actions(self.horizon, self.low, self.high)
-        self.buffer.add(simulate_branch(self.interface, self.interface.get_state(), actions))
+        self.store.add(simulate_branch(self.interface, self.interface.get_state(), actions))
         return True
 
     def mixed(self, buffer: Buffer) -> "MixedBatches":
-        return MixedBatches(buffer, self.buffer, self.config.branch_share)
+        return MixedBatches(buffer, self.store, self.config.branch_share)
 
     def state_dict(self) -> dict:
-        return self.buffer.state_dict()
+        return self.store.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.buffer.load_state_dict(state)
+        self.store.load_state_dict(state)
 
 
 def concat_batches(first: Batch, second: Batch) -> Batch:
@@ -103,10 +174,10 @@ def concat_batches(first: Batch, second: Batch) -> Batch:
 
 class MixedBatches:
     """Samples like a `Buffer`: B - k slices from `main` (with its expert share and provenance)
-    and k = round(share B) from `branches` once it holds any. Branch slices carry source
-    `SIMULATED` and no expert label."""
+    and k = round(share B) from the `branches` store once it holds any. Branch slices carry
+    source `SIMULATED` and no expert label."""
 
-    def __init__(self, main: Buffer, branches: Buffer, share: float):
+    def __init__(self, main: Buffer, branches: BranchStore, share: float):
         self.main, self.branches, self.share = main, branches, float(share)
 
     @property
@@ -114,7 +185,7 @@ class MixedBatches:
         return self.main.batch_size
 
     def num_branch_slices(self) -> int:
-        return int(round(self.share * self.main.batch_size)) if self.branches.num_stored_eps else 0
+        return int(round(self.share * self.main.batch_size)) if len(self.branches) else 0
 
     def sample_labelled(self, expert_fraction: float = 0.0) -> tuple[Batch, Provenance | None]:
         k = self.num_branch_slices()
@@ -124,7 +195,7 @@ class MixedBatches:
         batch, provenance = self.main.sample_labelled(replay_expert, B - k)
         if k == 0:
             return batch, provenance
-        extra = self.branches.sample(0.0, k)
+        extra = self.branches.sample(k)
         batch = concat_batches(batch, extra)
         if provenance is not None:
             H, A = extra.action.shape[0], extra.action.shape[-1]

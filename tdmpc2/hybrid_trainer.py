@@ -127,7 +127,7 @@ class HybridTrainer(OnlineTrainer):
             out.update(self._plan_stats.flush())
             counts, self._episode_counts = self._episode_counts, Counter()
             if self.branches is not None:
-                out.update(branches=counts["branches"], branches_stored=self.branches.buffer.num_stored_eps)
+                out.update(branches=counts["branches"], branches_stored=len(self.branches.store))
             if self.hand_over.probability > 0:
                 out.update(learner_steps=counts[LEARNED], relabelled_steps=counts["relabelled"],
                            handover_step=self.hand_over.start if self.hand_over.start is not None else -1)
@@ -235,9 +235,9 @@ def _branches(cfg, env, agent, buffer):
     if interface is None:
         raise ConfigError(f"Config key 'branch_prob': simulated branches need hybrid_mpc=true and a task with a "
                           f"simulator interface; '{cfg.task}' has none here (set it to 0).")
-    capacity = max(min(int(cfg.buffer_size), int(cfg.steps)), 1) * (int(cfg.horizon) + 1)
+    capacity = max(min(int(cfg.buffer_size) // (int(cfg.horizon) + 1), int(cfg.steps)), 1)  # branches: as many entries as the replay at most
     device = buffer.device if buffer is not None else "cpu"
-    return SimulatedBranches(config, interface, cfg.horizon, capacity, cfg.batch_size, device=device, seed=cfg.seed)
+    return SimulatedBranches(config, interface, cfg.horizon, capacity, device=device, seed=cfg.seed)
 
 
 def _expert(cfg, agent, key, noise_std):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tdmpc2.branches import SIMULATED, BranchConfig, MixedBatches, simulate_branch, uniform_actions
+from tdmpc2.branches import SIMULATED, BranchConfig, BranchStore, MixedBatches, simulate_branch, uniform_actions
 from tdmpc2.common.buffer import CLASSICAL, Buffer
 from tdmpc2.config import ConfigError, load_config
 from tdmpc2.envs import make_env, make_interface
@@ -39,23 +39,48 @@ def test_a_branch_is_what_the_env_does_and_leaves_the_live_state_alone():
     assert (branch["terminated"][1:] == 0).all()
 
 
-def _marked_buffer(mark: float, episodes: int, length: int, batch_size: int, provenance: bool, seed=0):
+def _branch(number: float, horizon: int = 3) -> dict:
+    """A fake branch whose every observation entry is `number`."""
+    nan = torch.tensor([float("nan")])
+    return dict(obs=torch.full((horizon + 1, 5), float(number)), action=torch.cat([nan, torch.rand(horizon)])[:, None],
+                reward=torch.cat([nan, torch.rand(horizon)]), terminated=torch.cat([nan, torch.zeros(horizon)]))
+
+
+def test_branch_store_keeps_the_newest_samples_uniformly_and_round_trips():
+    store = BranchStore(capacity=10, horizon=3, seed=0)
+    for i in range(25):
+        store.add(_branch(i))
+    assert len(store) == 10 and store.added == 25
+    batch = store.sample(4000)
+    assert batch.obs.shape == (4, 4000, 5) and batch.action.shape == (3, 4000, 1) and batch.reward.shape == (3, 4000, 1)
+    assert torch.isfinite(batch.reward).all() and torch.isfinite(batch.action).all()  # entry 0's NaNs are dropped
+    counts = torch.bincount(batch.obs[0, :, 0].long(), minlength=25)
+    assert (counts[:15] == 0).all() and (counts[15:] > 300).all()  # the newest 10, ~400 each
+    again = BranchStore(capacity=10, horizon=3, seed=99)
+    again.load_state_dict(store.state_dict())
+    assert again.added == 25 and torch.equal(again.sample(50).obs, store.sample(50).obs)  # same data, same generator
+    small = BranchStore(capacity=4, horizon=3)
+    small.load_state_dict(store.state_dict())
+    assert sorted(small.sample(500).obs[0, :, 0].unique().tolist()) == [21.0, 22.0, 23.0, 24.0]
+    with pytest.raises(ValueError, match="horizon\\+1"):
+        store.add(_branch(0, horizon=5))
+
+
+def _marked_buffer(mark: float, episodes: int, length: int, batch_size: int, seed=0):
     buffer = Buffer(10_000, 3, batch_size, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(episodes):
-        if provenance:
-            episode = labelled_episode(length, 5, 1, [CLASSICAL] * (length // 2) + [0] * (length - length // 2), gen)
-        else:
-            episode = dict(obs=torch.randn(length + 1, 5, generator=gen), action=torch.rand(length + 1, 1),
-                           reward=torch.rand(length + 1), terminated=torch.zeros(length + 1))
+        episode = labelled_episode(length, 5, 1, [CLASSICAL] * (length // 2) + [0] * (length - length // 2), gen)
         episode["obs"][:, 0] = mark
         buffer.add(episode)
     return buffer
 
 
 def test_mixed_batches_draw_the_share_from_the_branches_with_their_provenance():
-    main = _marked_buffer(0.0, episodes=4, length=50, batch_size=200, provenance=True)
-    branches = _marked_buffer(1.0, episodes=30, length=3, batch_size=200, provenance=False, seed=1)
+    main = _marked_buffer(0.0, episodes=4, length=50, batch_size=200)
+    branches = BranchStore(100, 3, seed=1)
+    for _ in range(30):
+        branches.add(_branch(1.0))
     mixed = MixedBatches(main, branches, 0.25)
     batch, provenance = mixed.sample_labelled(0.5)
     assert batch.obs.shape == (4, 200, 5) and batch.action.shape == (3, 200, 1)
@@ -65,17 +90,16 @@ def test_mixed_batches_draw_the_share_from_the_branches_with_their_provenance():
     assert torch.isnan(provenance.expert_action[:, from_branches]).all()
     # the expert share stays a share of the whole batch: round(0.5 * 200) slices start with an expert action
     assert (provenance.source[0, ~from_branches] == CLASSICAL).sum() >= 100
-    empty = MixedBatches(main, Buffer(100, 3, 200), 0.25)  # no branch yet: the replay buffer alone
+    empty = MixedBatches(main, BranchStore(100, 3), 0.25)  # no branch yet: the replay buffer alone
     assert empty.num_branch_slices() == 0 and empty.sample().obs.shape == (4, 200, 5)
 
 
 def test_a_run_with_branches_stores_one_per_step_and_learns_from_them(tmp_path):
     trainer = run_trainer(tmp_path, steps=60, branch_prob=1.0, branch_share=0.25)
-    assert trainer.branches is not None and trainer.branches.buffer.num_stored_eps == 60  # one per agent step
+    store = trainer.branches.store
+    assert store.added == 61 and len(store) == store.capacity == 60  # one per action (steps 0..60); room for `steps`
     assert isinstance(trainer.update_source(), MixedBatches)
-    stored = list(trainer.branches.buffer.episodes())
-    assert all(len(e["obs"]) == trainer.cfg.horizon + 1 for e in stored)
-    rewards = torch.stack([e["reward"][1:] for e in stored])
+    rewards = store.sample(200).reward
     assert torch.isfinite(rewards).all() and rewards.std() > 0
     assert np.isfinite(float(trainer._last_update["consistency_loss"]))
     plain = run_trainer(tmp_path / "plain", steps=20)
@@ -93,3 +117,14 @@ def test_branch_settings_fail_naming_the_key():
     with pytest.raises(ConfigError, match="branch_prob.*hybrid_mpc=true"):
         HybridTrainer(cfg, make_env(cfg), HybridTDMPC2(cfg), None, None)
     assert not BranchConfig.from_config(load_config(task="cartpole-balance")).active
+
+
+def test_branches_saved_in_the_first_format_still_load():
+    """The first version kept branches in an episode `Buffer`; its resume states load oldest first."""
+    old = Buffer(4 * 20, 3, 8)
+    for i in range(6):
+        old.add(_branch(i))
+    store = BranchStore(capacity=4, horizon=3)
+    store.load_state_dict(old.state_dict())
+    assert store.added == 6 and len(store) == 4
+    assert sorted(store.sample(300).obs[0, :, 0].unique().tolist()) == [2.0, 3.0, 4.0, 5.0]
