@@ -1,5 +1,5 @@
-"""Simulated branches: counterfactual transitions from the true simulator at the learner's own
-states (hybrid-design.md sec. 7, learning from the simulator).
+"""Simulated branches: counterfactual transitions from the true simulator at the states training
+visits (hybrid-design.md sec. 7, learning from the simulator).
 
 Why. The data of a taught run is narrow: the classical expert's actions, a little noise, and the
 learner's plans. TD-MPC2's planner then ranks 3-step action sequences with a reward model, a
