@@ -146,6 +146,7 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag):
                     a_point, a_low, a_high = iqm_interval(area(x, values)[:, None])
                     auc_rows.append(dict(task=task, arm=arm, metric=metric, up_to_step=int(x[-1]), auc=a_point[0],
                                          ci_low=a_low[0], ci_high=a_high[0], seeds=len(values)))
+    report_partial(log_dir, tasks, seeds, arms, steps)
     if not rows:
         print("no evaluations yet (see the runs' .log files)")
         return
@@ -162,6 +163,22 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag):
               f"{r['auc']:7.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
     target_check(table, tasks, arms)
     plot(table, tasks, arms, os.path.join(out_dir, f"{tag}.png"))
+
+
+def report_partial(log_dir, tasks, seeds, arms, steps):
+    """Per-seed learned-only returns of the arms that not every seed has reached yet (they get no
+    IQM row), so a study in progress can be read from its logs."""
+    for task in tasks:
+        for arm in arms:
+            if curves(log_dir, task, seeds, arm, "learned", steps) is not None:
+                continue
+            for seed in seeds:
+                frame = read_eval(work_dir(log_dir, task, seed, run_name(arm, steps)))
+                if frame is None or METRICS["learned"] not in frame:
+                    continue
+                frame = frame.drop_duplicates("step", keep="last")
+                values = " ".join(f"{int(s) // 1000}k:{v:.0f}" for s, v in zip(frame.step, frame[METRICS["learned"]]))
+                print(f"  partial {task} {arm} seed {seed}: {values}")
 
 
 def target_check(table, tasks, arms):

@@ -353,3 +353,28 @@ def test_teaching_probe_replays_saved_weights_with_each_variant(tmp_path):
         assert first["mean_return"] == again["mean_return"] and 0 <= first["mean_return"] <= 2 * 30
     with pytest.raises(SystemExit, match="config.yaml"):
         probe.run_config(str(tmp_path / "not_a_run"))
+
+
+def test_teaching_summary_lists_arms_not_every_seed_has_reached(tmp_path, capsys):
+    """benchmarks/teaching.py prints per-seed curves for an arm missing a seed (no IQM row), and
+    nothing for an arm all seeds have reached."""
+    import importlib.util
+    import os
+
+    import pandas as pd
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "teaching.py")
+    spec = importlib.util.spec_from_file_location("teaching_study", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+
+    def write(arm, seed, values):
+        run = tmp_path / "cartpole-swingup" / str(seed) / study.run_name(arm, 10000)
+        os.makedirs(run)
+        pd.DataFrame(dict(step=[0, 1000, 2000][:len(values)], learned_episode_reward=values)).to_csv(run / "eval.csv")
+    for seed in (1, 2):
+        write("tdmpc2", seed, [1.0, 2.0, 3.0])
+    write("branches", 1, [40.0, 300.4])
+    study.report_partial(str(tmp_path), ["cartpole-swingup"], [1, 2], ["tdmpc2", "branches"], 10000)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.strip() for line in lines] == ["partial cartpole-swingup branches seed 1: 0k:40 1k:300"]
