@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tdmpc2.common.buffer import SOURCES, Batch, Buffer, Provenance
+from tdmpc2.common.buffer import _FIELDS, SOURCES, Batch, Buffer, Provenance
 
 SIMULATED = len(SOURCES)  # source code of a branch transition (after the buffer's random..learned)
 
@@ -87,12 +87,15 @@ class BranchStore:
         if branch["obs"].shape[0] != self.horizon + 1:
             raise ValueError(f"A branch has horizon+1 = {self.horizon + 1} entries, got {branch['obs'].shape[0]}.")
         if self._data is None:
-            self._data = {k: torch.full((self.capacity, *branch[k].shape), float("nan")) for k in _FIELDS}
+            self._allocate({k: branch[k].shape for k in _FIELDS})
         for k in _FIELDS:
             self._data[k][self._write] = branch[k]
         self._write = (self._write + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
         self.added += 1
+
+    def _allocate(self, shapes: dict) -> None:
+        self._data = {k: torch.full((self.capacity, *shape), float("nan")) for k, shape in shapes.items()}
 
     def sample(self, k: int) -> Batch:
         """k branches as a time-major batch on `device`."""
@@ -120,24 +123,19 @@ class BranchStore:
                          write=n, added=state["num_eps"], generator=state["generator"])
         data, n = state["data"], 0 if state["data"] is None else len(state["data"]["obs"])
         if n:
-            write = int(state["write"]) % n if n else 0
             if n == self.capacity:  # the same ring: keep its layout
                 kept, self._write = data, int(state["write"]) % self.capacity
-            elif n < self.capacity and write == 0:  # slots already oldest first, room after them
-                kept, self._write = data, n
             else:  # oldest first, then the newest that fit
-                order = (write + torch.arange(n)) % n
+                order = (int(state["write"]) + torch.arange(n)) % n
                 kept = {k: data[k][order][-self.capacity:] for k in _FIELDS}
                 self._write = len(kept["obs"]) % self.capacity
             self._size = len(kept["obs"])
-            self._data = {k: torch.full((self.capacity, *kept[k].shape[1:]), float("nan")) for k in _FIELDS}
+            self._allocate({k: kept[k].shape[1:] for k in _FIELDS})
             for k in _FIELDS:
                 self._data[k][:self._size] = kept[k]
         self.added = int(state["added"])
         self._generator.set_state(state["generator"])
 
-
-_FIELDS = ("obs", "action", "reward", "terminated")
 
 
 class SimulatedBranches:
@@ -180,10 +178,6 @@ class MixedBatches:
     def __init__(self, main: Buffer, branches: BranchStore, share: float):
         self.main, self.branches, self.share = main, branches, float(share)
 
-    @property
-    def batch_size(self) -> int:
-        return self.main.batch_size
-
     def num_branch_slices(self) -> int:
         return int(round(self.share * self.main.batch_size)) if len(self.branches) else 0
 
@@ -208,4 +202,3 @@ class MixedBatches:
 
     def sample(self, expert_fraction: float = 0.0) -> Batch:
         return self.sample_labelled(expert_fraction)[0]
-

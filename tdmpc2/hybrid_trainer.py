@@ -44,6 +44,7 @@ class HybridTrainer(OnlineTrainer):
         self.relabeller = _expert(cfg, agent, "relabel_fraction", 0.0) if cfg.relabel_fraction > 0 else None
         self.hand_over = HandOver(cfg.learner_episode_prob, cfg.relabel_fraction, cfg.episode_length)
         self.branches = _branches(cfg, env, agent, buffer)
+        self._batches = self.branches.mixed(buffer) if self.branches is not None else buffer
         self._episode_counts = Counter()
 
     # ---- acting: provenance, hand-over episodes and per-plan statistics between log rows
@@ -90,7 +91,7 @@ class HybridTrainer(OnlineTrainer):
 
     def update_source(self):
         """The replay buffer, or it mixed with the simulated branches (`branch_prob` > 0)."""
-        return self.buffer if self.branches is None else self.branches.mixed(self.buffer)
+        return self._batches
 
     def resume_state(self, complete: bool = False) -> dict:
         state = super().resume_state(complete)
