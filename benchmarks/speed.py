@@ -31,6 +31,7 @@ the calibrated rate at size 1 and >= 80% at size 5.
     python benchmarks/speed.py --threads 2 --sizes 5 --tasks cheetah-run
     python benchmarks/speed.py --compile false      # eager torch (no fused kernels), for A/B
     python benchmarks/speed.py --precisions high    # float32 only
+    python benchmarks/speed.py --amx false          # medium through torch's own matmuls, for A/B
 """
 from __future__ import annotations
 
@@ -61,10 +62,18 @@ def calibrate(n: int = 1024, repeats: int = 7) -> float:
 
 
 def flops(fn) -> int:
+    """torch's FLOP count of fn, with the AMX kernel off (its ctypes calls are invisible to the
+    counter; the products are the same)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
-        fn()
+    from tdmpc2.common import amx
+
+    lib, amx._lib = amx._lib, None
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        amx._lib = lib
     return counter.get_total_flops()
 
 
@@ -139,7 +148,13 @@ def main():
                              "float32 sums (AMX / AVX512-BF16), whose learning check is benchmarks/precision.py")
     parser.add_argument("--compile", default="auto", choices=["auto", "false", "true"],
                         help="the agent's compile key: auto = fused CPU kernels, false = eager torch")
+    parser.add_argument("--amx", default="auto", choices=["auto", "false"],
+                        help="auto: act() at medium runs its matmuls on AMX tiles where the CPU has them; false: torch's own")
     args = parser.parse_args()
+    if args.amx == "false":
+        from tdmpc2.common import amx
+
+        amx._tried, amx._lib = True, None  # as on a CPU without AMX
     compile_mode = {"auto": "auto", "false": False, "true": True}[args.compile]
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), compile={args.compile}; reference normalised "
@@ -161,8 +176,11 @@ def main():
               f"{pct['update']:>5.0f}%{ref_upd:>6.0f}{r['update_x']:>6.2f}x{step_ms:>8.1f}{ref_step:>6.0f}"
               f"{r['step_x']:>6.2f}x", flush=True)
         rows.append(r)
+    from tdmpc2.common import amx
+
     kernels = "on" if all(r["kernels"] for r in rows) else "off"
-    print(f"fused CPU kernels: {kernels}. Targets: act >= {TARGETS['act']}x and update >= {TARGETS['update']}x "
+    tiles = "on" if amx.available() and args.threads == 1 and kernels == "on" else "off"
+    print(f"fused CPU kernels: {kernels}; AMX bfloat16 matmuls in act() at medium: {tiles}. Targets: act >= {TARGETS['act']}x and update >= {TARGETS['update']}x "
           f"(sizes 1 and 5), step >= {TARGETS['step']}x (size 1); act at >= 70% (size 1) / 80% (size 5) of calibration")
     return rows
 

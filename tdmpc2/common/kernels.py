@@ -358,21 +358,21 @@ def _cache_dir() -> str:
     return os.path.join(root, "hybrid-tdmpc2")
 
 
-def _build(flag_sets=_FLAG_SETS) -> ctypes.CDLL | None:
-    """Compile with the first set of flags that works (AVX-512 code where the CPU has it, the
-    portable loops otherwise) into the cache, and load it."""
+def compile_library(source: str, name: str, flag_sets) -> ctypes.CDLL | None:
+    """Compile C `source` with the first set of flags that works into the per-user cache (keyed by
+    the source, compiler, CPU and flags) and load it; None when no compiler or no flag set works."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         return None
-    key = hashlib.sha256((_SOURCE + compiler + _cpu_tag() + repr(flag_sets)).encode()).hexdigest()[:16]
-    path = os.path.join(_cache_dir(), f"kernels-{key}.so")
+    key = hashlib.sha256((source + compiler + _cpu_tag() + repr(flag_sets)).encode()).hexdigest()[:16]
+    path = os.path.join(_cache_dir(), f"{name}-{key}.so")
     if not os.path.isfile(path):
         os.makedirs(_cache_dir(), exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            src = os.path.join(tmp, "kernels.c")
+            src = os.path.join(tmp, f"{name}.c")
             with open(src, "w") as f:
-                f.write(_SOURCE)
-            out = os.path.join(tmp, "kernels.so")
+                f.write(source)
+            out = os.path.join(tmp, f"{name}.so")
             for flags in flag_sets:
                 cmd = [compiler, *flags, "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math", src, "-o", out, "-lm"]
                 if subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0:
@@ -382,7 +382,15 @@ def _build(flag_sets=_FLAG_SETS) -> ctypes.CDLL | None:
             staged = f"{path}.{os.getpid()}.tmp"
             shutil.copyfile(out, staged)
             os.replace(staged, path)  # atomic: parallel runs never load a half-written library
-    lib = ctypes.CDLL(path)
+    return ctypes.CDLL(path)
+
+
+def _build(flag_sets=_FLAG_SETS) -> ctypes.CDLL | None:
+    """Compile with the first set of flags that works (AVX-512 code where the CPU has it, the
+    portable loops otherwise) into the cache, and load it."""
+    lib = compile_library(_SOURCE, "kernels", flag_sets)
+    if lib is None:
+        return None
     i64, f32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
     lib.ln_mish_forward.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, i64, i64, f32, ptr, ptr]
     lib.ln_mish_backward.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr]

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tdmpc2.common import kernels
+from tdmpc2.common import amx, kernels
 
 
 def simnorm(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -103,7 +103,30 @@ class SimNorm(nn.Module):
         return f"dim={self.dim}"
 
 
-class NormedLinear(nn.Linear):
+class Linear(nn.Linear):
+    """nn.Linear (the same parameters and state dict keys) whose inference matmuls run on AMX tiles
+    at `medium` precision when the fused kernels are on (`amx`: the same function as torch's)."""
+
+    native = False  # set by WorldModel.use_native_kernels
+    _tiles = None  # amx.PackedWeights, made on first use
+
+    def matmul(self, x: torch.Tensor, cols: slice | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x @ W[:, cols]^T (+ bias), cols None for all of W; bias (out,) or a matrix like the output."""
+        w = self.weight if cols is None else self.weight[:, cols]
+        if self.native and amx.applies(x, w):
+            if self._tiles is None:
+                self._tiles = amx.PackedWeights()
+            tiles = self._tiles.get(None if cols is None else (cols.start, cols.stop), w)
+            if bias is not None and bias.dim() > 1:
+                return amx.linear(x, tiles, self.out_features).add_(bias)
+            return amx.linear(x, tiles, self.out_features, bias=bias)
+        return F.linear(x, w, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.matmul(x, bias=self.bias)
+
+
+class NormedLinear(Linear):
     """Linear -> (dropout) -> LayerNorm -> activation."""
 
     def __init__(self, in_features: int, out_features: int, act: nn.Module | None = None, dropout: float = 0.0):
@@ -116,8 +139,8 @@ class NormedLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dropout is None and (self._native_inference(x) or self._native_training(x)):
-            return self.norm_act(F.linear(x, self.weight), self.bias)  # the kernel adds the bias
-        x = super().forward(x)
+            return self.norm_act(self.matmul(x), self.bias)  # the kernel adds the bias
+        x = F.linear(x, self.weight, self.bias)
         if self.dropout is not None:
             x = self.dropout(x)
         return self.norm_act(x)
@@ -166,7 +189,7 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, final_act: nn.Module | Non
     layers = [NormedLinear(dims[i], dims[i + 1], dropout=dropout if i == 0 else 0.0)
               for i in range(len(hidden))]
     if final_act is None:
-        layers.append(nn.Linear(dims[-1], out_dim))
+        layers.append(Linear(dims[-1], out_dim))
     else:
         layers.append(NormedLinear(dims[-1], out_dim, act=final_act))
     return nn.Sequential(*layers)
@@ -245,14 +268,29 @@ class QEnsemble(nn.Module):
         h2 = torch.empty_like(h1)
         out = x.new_empty(len(idx), x.shape[0], self.w3.shape[1])
         for i, j in enumerate(idx):
-            torch.mm(x, self.w1[j].t(), out=h1[i])
+            self._mm(x, "w1", j, h1[i])
         h1 = self._norm_act(h1, self.g1[heads], self.s1[heads], self.b1[heads])
         for i, j in enumerate(idx):
-            torch.mm(h1[i], self.w2[j].t(), out=h2[i])
+            self._mm(h1[i], "w2", j, h2[i])
         h2 = self._norm_act(h2, self.g2[heads], self.s2[heads], self.b2[heads])
         for i, j in enumerate(idx):
-            torch.addmm(self.b3[j], h2[i], self.w3[j].t(), out=out[i])
+            self._mm(h2[i], "w3", j, out[i], bias=self.b3[j])
         return out
+
+    _tiles = None  # amx.PackedWeights, made on first use
+
+    def _mm(self, x: torch.Tensor, name: str, head: int, out: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        """out = x @ W[head]^T (+ bias) for the stacked weight `name`; on AMX tiles at `medium`
+        precision."""
+        w = getattr(self, name)[head]
+        if self.native and amx.applies(x, w):
+            if self._tiles is None:
+                self._tiles = amx.PackedWeights()
+            amx.linear(x, self._tiles.get((name, head), w), w.shape[0], bias=bias, out=out)
+        elif bias is None:
+            torch.mm(x, w.t(), out=out)
+        else:
+            torch.addmm(bias, x, w.t(), out=out)
 
     def extra_repr(self) -> str:
         k, h, i = self.w1.shape

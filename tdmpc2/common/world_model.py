@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tdmpc2.common import kernels
+from tdmpc2.common import amx, kernels
 from tdmpc2.common import math as m
-from tdmpc2.common.layers import NormedLinear, QEnsemble, SimNorm, init_linear_, mlp
+from tdmpc2.common.layers import Linear, NormedLinear, QEnsemble, SimNorm, init_linear_, mlp
 
 
 class PolicySample(NamedTuple):
@@ -69,9 +69,11 @@ class WorldModel(nn.Module):
         compute the same functions). Returns whether they are on: False when they cannot be
         built (no C compiler), and then the model stays eager."""
         enabled = bool(enabled) and kernels.available()
+        if enabled:
+            amx.available()  # bfloat16 AMX matmuls for medium-precision inference, where the CPU has them
         self._native = enabled
         for module in self.modules():
-            if isinstance(module, (NormedLinear, QEnsemble)):
+            if isinstance(module, (Linear, NormedLinear, QEnsemble)):
                 module.native = enabled
         return enabled
 
@@ -162,11 +164,11 @@ def _cat(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 def _shared_first_layer(net: nn.Sequential, z: torch.Tensor, a: torch.Tensor, D: int,
                         group: torch.Tensor | None = None) -> torch.Tensor:
     first = net[0]
-    latent_part = F.linear(z, first.weight[:, :D], first.bias)
+    latent_part = first.matmul(z, slice(0, D), first.bias)
     if group is not None:
-        h = first.norm_act(torch.addmm(latent_part[group], a, first.weight[:, D:].t()))
+        h = first.norm_act(first.matmul(a, slice(D, None), latent_part[group]))
     else:  # one latent: its part is the bias of the action part
-        h = first.norm_act(F.linear(a, first.weight[:, D:]), latent_part.reshape(-1))
+        h = first.norm_act(first.matmul(a, slice(D, None)), latent_part.reshape(-1))
     for layer in net[1:]:
         h = layer(h)
     return h
