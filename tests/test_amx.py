@@ -121,18 +121,6 @@ def _agent(task="cartpole-balance"):
     return agent
 
 
-class _FixedBatch:
-    """A buffer that returns one fixed random batch (obs, action, reward, terminated, task)."""
-
-    def __init__(self, cfg):
-        H, B, S, A = cfg.horizon, cfg.batch_size, cfg.obs_shape["state"][0], cfg.action_dim
-        self.data = (torch.randn(H + 1, B, S), torch.rand(H, B, A) * 2 - 1, torch.rand(H, B, 1),
-                     torch.zeros(H, B, 1), None)
-
-    def sample(self):
-        return self.data
-
-
 def _act(agent, obs, use_amx, monkeypatch):
     with monkeypatch.context() as patch:
         if not use_amx:
@@ -147,12 +135,13 @@ def test_agent_plans_the_same_with_and_without_amx_before_and_after_updates(task
     bit for bit, also after update() changed the weights in place (the tiles are repacked)."""
     agent = _agent(task)
     obs = torch.randn(agent.cfg.obs_shape["state"][0])
-    batch = _FixedBatch(agent.cfg)
+    H, B, A = agent.cfg.horizon, agent.cfg.batch_size, agent.cfg.action_dim
+    batch = (torch.randn(H + 1, B, obs.shape[0]), torch.rand(H, B, A) * 2 - 1, torch.rand(H, B, 1), torch.zeros(H, B, 1))
     calls = []
     original = amx.linear
     monkeypatch.setattr(amx, "linear", lambda *a, **k: calls.append(1) or original(*a, **k))
     for _ in range(2):
         ours, theirs = _act(agent, obs, True, monkeypatch), _act(agent, obs, False, monkeypatch)
         assert calls and torch.equal(ours, theirs)
-        agent.update(batch)
+        agent.update_on_batch(*batch)
         calls.clear()

@@ -279,11 +279,19 @@ class PackedWeights:
             self._tiles[key] = entry
         return entry[1]
 
+    def linear(self, key, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+        """`linear` of x with `weight` (N, K), through the tiles kept under `key`."""
+        return linear(x, self.get(key, weight), weight.shape[0], bias=bias, out=out)
+
 
 def linear(x: torch.Tensor, tiles: torch.Tensor, out_features: int, bias: torch.Tensor | None = None,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """bf16(x) @ bf16(W)^T (+ bias) with float32 sums, x (..., K), W given by its tiles -> (..., N);
-    into `out` (contiguous, float32) when given. N not a multiple of 16 goes through a padded buffer."""
+    bias (N,) or a tensor like the output; into `out` (contiguous, float32) when given. N not a
+    multiple of 16 goes through a padded buffer."""
+    if bias is not None and bias.dim() > 1:  # an addend per row: added after the float32 sums
+        return linear(x, tiles, out_features, out=out).add_(bias)
     K, N, Np = x.shape[-1], out_features, _padded(out_features)
     rows = x.reshape(-1, K)
     if rows.stride(-1) != 1:

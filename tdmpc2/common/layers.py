@@ -116,10 +116,7 @@ class Linear(nn.Linear):
         if self.native and amx.applies(x, w):
             if self._tiles is None:
                 self._tiles = amx.PackedWeights()
-            tiles = self._tiles.get(None if cols is None else (cols.start, cols.stop), w)
-            if bias is not None and bias.dim() > 1:
-                return amx.linear(x, tiles, self.out_features).add_(bias)
-            return amx.linear(x, tiles, self.out_features, bias=bias)
+            return self._tiles.linear(None if cols is None else (cols.start, cols.stop), x, w, bias)
         return F.linear(x, w, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,7 +283,7 @@ class QEnsemble(nn.Module):
         if self.native and amx.applies(x, w):
             if self._tiles is None:
                 self._tiles = amx.PackedWeights()
-            amx.linear(x, self._tiles.get((name, head), w), w.shape[0], bias=bias, out=out)
+            self._tiles.linear((name, head), x, w, bias, out)
         elif bias is None:
             torch.mm(x, w.t(), out=out)
         else:
