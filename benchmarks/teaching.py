@@ -15,6 +15,7 @@ Arms (each adds to the one before, except `tdmpc2` and `hybrid`):
   handover  + learner hand-over episodes (p = 0.5) with 20% of their states relabelled
   branches  + simulated branches (tdmpc2.branches): every step, 3 uniform-random actions simulated
             from the live state; a quarter of every batch comes from these branches
+  bound     + return lower bounds on every stored transition's Q target (return_bound=all)
 
 Stage 1 (screening): 1 seed, cartpole-swingup, 5k agent steps, all arms.
 Stage 2 (confirmation): 3 seeds, cartpole-swingup and pendulum-swingup, 10k agent steps,
@@ -53,6 +54,7 @@ ARMS = {
     "handover": dict(DISTILL, learner_episode_prob=0.5, relabel_fraction=0.2),
 }
 ARMS["branches"] = dict(ARMS["handover"], branch_prob=1.0, branch_share=0.25)
+ARMS["bound"] = dict(ARMS["branches"], return_bound="all")
 STAGES = {1: dict(tasks=["cartpole-swingup"], seeds=[1], steps=5000, arms=list(ARMS)),
           2: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=10000,
                   arms=["tdmpc2"])}

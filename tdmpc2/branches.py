@@ -173,7 +173,7 @@ def concat_batches(first: Batch, second: Batch) -> Batch:
 class MixedBatches:
     """Samples like a `Buffer`: B - k slices from `main` (with its expert share and provenance)
     and k = round(share B) from the `branches` store once it holds any. Branch slices carry
-    source `SIMULATED` and no expert label."""
+    source `SIMULATED`, no expert label and no return to go."""
 
     def __init__(self, main: Buffer, branches: BranchStore, share: float):
         self.main, self.branches, self.share = main, branches, float(share)
@@ -197,7 +197,9 @@ class MixedBatches:
             provenance = Provenance(
                 source=torch.cat([provenance.source, torch.full((H, k), SIMULATED, dtype=torch.long, device=dev)], 1),
                 expert_action=torch.cat([provenance.expert_action,
-                                         torch.full((H, k, A), float("nan"), device=dev)], 1))
+                                         torch.full((H, k, A), float("nan"), device=dev)], 1),
+                return_to_go=None if provenance.return_to_go is None else torch.cat(
+                    [provenance.return_to_go, torch.full((H, k, 1), float("nan"), device=dev)], 1))
         return batch, provenance
 
     def sample(self, expert_fraction: float = 0.0) -> Batch:

@@ -117,6 +117,7 @@ def _teaching(cfg) -> None:
     for key in ("distill_schedule", "expert_schedule"):
         _choice(cfg, key, ("constant", "horizon", "trust"))
     _bool(cfg, "distill_q_filter")
+    _choice(cfg, "return_bound", ("none", "expert", "all"))
     if cfg.relabel_fraction > 0 and cfg.learner_episode_prob == 0:
         raise ConfigError("Config key 'relabel_fraction' labels the states of hand-over episodes; it needs "
                           "learner_episode_prob > 0.")

@@ -9,8 +9,8 @@
 
 With `hybrid_mpc=false`, without an env, on a task without a simulator interface, or while the
 schedule's H_c is 0, `plan` is exactly TD-MPC2's. Learning (`update`) is TD-MPC2's, plus the
-teaching terms of `tdmpc2.teaching` when they are on (expert oversampling of the batch and planner
-distillation in the policy loss; both off by default).
+teaching terms of `tdmpc2.teaching` when they are on (expert oversampling of the batch, planner
+distillation in the policy loss and return lower bounds on the Q targets; all off by default).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch
 from tdmpc2.common.buffer import is_expert
 from tdmpc2.hand_over import Trust
 from tdmpc2.tdmpc2 import TDMPC2
-from tdmpc2.teaching import TeachingConfig, distillation_loss
+from tdmpc2.teaching import TeachingConfig, distillation_loss, lower_bounded, return_bound
 
 _WARNED: set = set()
 
@@ -42,6 +42,7 @@ class HybridTDMPC2(TDMPC2):
         self._learned_only = False
         self.teaching = TeachingConfig.from_config(cfg)
         self._labels = None  # the expert labels of the batch being learned from (distillation)
+        self._bound = self._raised = None  # its Q-target bounds (return_bound), the share they raised
         if not cfg.hybrid_mpc:
             return
         if env is None:
@@ -126,22 +127,36 @@ class HybridTDMPC2(TDMPC2):
         """TD-MPC2's update; with expert oversampling or distillation on, the batch draws its
         expert share and carries the planner's labels to `policy_extra_loss`."""
         teach = self.teaching
-        if self.hybrid is None or not (teach.distill_coef > 0 or teach.expert_fraction > 0):
+        if self.hybrid is None or not (teach.distill_coef > 0 or teach.expert_fraction > 0
+                                       or teach.return_bound != "none"):
             return super().update(buffer)
         progress = self.teaching_progress()
         share = teach.expert_share(*progress)
         batch, provenance = buffer.sample_labelled(share)
         weight = teach.distill_weight(*progress)
         self._labels = (weight, provenance.expert_action) if weight > 0 and provenance is not None else None
+        if provenance is not None:
+            self._bound = return_bound(teach.return_bound, provenance.source, provenance.return_to_go)
         try:
             stats = self.update_on_batch(batch.obs, batch.action, batch.reward, batch.terminated)
         finally:
-            self._labels = None
+            self._labels = self._bound = None
+        if self._raised is not None:
+            stats["return_bound_raised"], self._raised = self._raised, None
         if provenance is not None:
             stats["expert_share"] = is_expert(provenance.source[0]).float().mean()  # slices a planner starts
         stats["expert_fraction"] = torch.tensor(share)
         stats["distill_weight"] = torch.tensor(weight)
         return stats
+
+    def _td_targets(self, next_z, reward, terminated):
+        """TD-MPC2's targets, raised to the batch's return bounds (`return_bound`) when it has any."""
+        targets = super()._td_targets(next_z, reward, terminated)
+        if self._bound is None:
+            return targets
+        targets, raised = lower_bounded(targets, self._bound)
+        self._raised = raised.float().mean()  # the share of targets the bound raised
+        return targets
 
     def policy_extra_loss(self, zs: torch.Tensor, sample):
         """Planner distillation (`tdmpc2.teaching`): pulls tanh(mu) towards the labels of the

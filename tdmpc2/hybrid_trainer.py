@@ -212,6 +212,7 @@ def _seeder(cfg, agent):
     hybrid = getattr(agent, "hybrid", None)
     if hybrid is None:
         on = [k for k in ("distill_coef", "expert_fraction", "learner_episode_prob") if float(cfg[k]) > 0]
+        on += ["return_bound"] if cfg.return_bound != "none" else []
         if on:
             raise ConfigError(f"Config key '{on[0]}': learning from the simulator needs hybrid_mpc=true and a task "
                               f"with a simulator interface; '{cfg.task}' has none here (set it to 0).")

@@ -22,6 +22,13 @@ Mechanisms (each off by default; off is the behaviour before it existed):
   of training episodes give control to the learned-only planner from a uniformly drawn step; a
   share of those states get the classical planner's action as their label (planned from a
   snapshot of the live state, which is left untouched);
+* return lower bounds (`return_bound`: none | expert | all): the Q target of a transition becomes
+  max(y_t, G_t), G_t its episode's discounted return to go (`common.buffer.returns_to_go`), on
+  the transitions a planner on the simulator chose (`expert`) or on every stored one (`all`).
+  With rewards >= 0 (checked per episode) G_t of any episode, truncated or not, is a lower bound
+  of the optimal value, so the bound lifts early underestimates of the value of what the expert
+  already achieved and is inactive once y_t exceeds it (Monte-Carlo augmented targets, Wilcox et
+  al. 2022); branch slices carry no return and keep y_t;
 * the policy prior's own return (`PolicyPriorActor`) in every hybrid evaluation.
 
 d(t), the decay of a teaching term, follows `*_schedule`: `constant` (1), `horizon` (the
@@ -35,9 +42,10 @@ from dataclasses import dataclass
 import torch
 
 from tdmpc2.classical.receding import RecedingHorizon
-from tdmpc2.common.buffer import CLASSICAL, HYBRID, LEARNED, RANDOM  # noqa: F401  (source codes, re-exported)
+from tdmpc2.common.buffer import CLASSICAL, HYBRID, LEARNED, RANDOM, is_expert  # noqa: F401  (source codes, re-exported)
 
 DECAYS = ("constant", "horizon", "trust")
+RETURN_BOUNDS = ("none", "expert", "all")
 
 
 def decay(schedule: str, classical_fraction: float, trust: float) -> float:
@@ -64,6 +72,25 @@ def distillation_loss(mean_action: torch.Tensor, label: torch.Tensor, rho: torch
     return (per_step * rho).mean()
 
 
+def lower_bounded(targets: torch.Tensor, bound: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(max(targets, bound) where the bound is finite, else targets; the mask of raised
+    entries) for targets and bound of one shape."""
+    raised = torch.isfinite(bound) & (bound > targets)
+    return torch.where(raised, bound, targets), raised
+
+
+def return_bound(mode: str, source: torch.Tensor, returns: torch.Tensor | None) -> torch.Tensor | None:
+    """The returns to go (H, B, 1) kept as Q-target bounds under `mode` (RETURN_BOUNDS; NaN where
+    none), from the batch's source codes (H, B); None when nothing is bounded."""
+    if mode == "none" or returns is None:
+        return None
+    if mode == "all":
+        return returns
+    if mode == "expert":
+        return torch.where(is_expert(source).unsqueeze(-1), returns, torch.full_like(returns, float("nan")))
+    raise ValueError(f"Unknown return_bound {mode!r}; expected one of {', '.join(RETURN_BOUNDS)}.")
+
+
 @dataclass(frozen=True)
 class TeachingConfig:
     """The teaching keys of a config (numbers only)."""
@@ -75,6 +102,7 @@ class TeachingConfig:
     expert_schedule: str = "trust"
     learner_episode_prob: float = 0.0
     relabel_fraction: float = 0.0
+    return_bound: str = "none"
 
     @classmethod
     def from_config(cls, cfg) -> "TeachingConfig":
@@ -83,7 +111,8 @@ class TeachingConfig:
     @property
     def active(self) -> bool:
         """Whether any mechanism acting after the seed phase is on."""
-        return self.distill_coef > 0 or self.expert_fraction > 0 or self.learner_episode_prob > 0
+        return (self.distill_coef > 0 or self.expert_fraction > 0 or self.learner_episode_prob > 0
+                or self.return_bound != "none")
 
     def distill_weight(self, classical_fraction: float, trust: float) -> float:
         return self.distill_coef * decay(self.distill_schedule, classical_fraction, trust) if self.distill_coef else 0.0

@@ -39,6 +39,7 @@ import time
 import numpy as np
 import torch
 
+from tdmpc2.common.buffer import returns_to_go
 from tdmpc2.common.checkpoint import atomic_torch_save
 
 RESUME_FILE = "resume.pt"
@@ -81,13 +82,16 @@ class EpisodeRecord:
     def last_terminated(self) -> bool:
         return self.num_steps > 0 and bool(self.terminated[-1] > 0)
 
-    def to_dict(self) -> dict[str, torch.Tensor]:
+    def to_dict(self, discount: float | None = None) -> dict[str, torch.Tensor]:
+        """The episode's fields; with provenance and a `discount`, also its returns to go."""
         out = dict(obs=torch.stack(self.obs), action=torch.stack(self.action),
                    reward=torch.stack(self.reward), terminated=torch.stack(self.terminated))
         if self.provenance is not None:
             source, planned, label = self.provenance
             out.update(source=torch.tensor(source, dtype=torch.long), planner_action=torch.stack(planned),
                        expert_action=torch.stack(label))
+            if discount is not None:
+                out["return_to_go"] = returns_to_go(out["reward"], discount)
         return out
 
 
@@ -181,7 +185,7 @@ class OnlineTrainer:
         if episode.last_terminated and not self.cfg.episodic:
             raise RuntimeError("The env reported a termination but episodic=false; set episodic=true "
                                "for tasks that terminate early.")
-        index = self.buffer.add(episode.to_dict())
+        index = self.buffer.add(episode.to_dict(self.agent.discount if episode.provenance is not None else None))
         metrics = dict(episode_reward=episode.total_reward, episode_success=episode.success,
                        episode_length=episode.num_steps + 1,  # stored entries (spec 7.3)
                        episode_terminated=float(episode.last_terminated))

@@ -31,7 +31,8 @@ HYBRID = ["hybrid_mpc=true", "max_classical_horizon=3", "transition_steps=80", "
           "hybrid_prefix_samples=4", "classical_plan_horizon=6"]
 # every teaching mechanism on (tdmpc2/teaching.py): provenance and labels must come back too
 TEACHING = HYBRID + ["seed_policy=classical", "distill_coef=1", "distill_q_filter=true", "distill_bc_updates=5",
-                     "expert_fraction=0.5", "learner_episode_prob=0.5", "relabel_fraction=0.5", "branch_prob=0.5"]
+                     "expert_fraction=0.5", "learner_episode_prob=0.5", "relabel_fraction=0.5", "branch_prob=0.5",
+                     "return_bound=all"]
 VARIANTS = {"tdmpc2": ("tdmpc2.train", []), "hybrid": ("tdmpc2.train_hybrid", HYBRID),
             "teaching": ("tdmpc2.train_hybrid", TEACHING)}
 
@@ -107,6 +108,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, variant):
         data = state["buffer"]["data"]
         seed_entries = data["source"][1:21]  # the classical seed episode
         assert (seed_entries == 1).all() and torch.isfinite(data["expert_action"][1:21]).all()
+        assert torch.isfinite(data["return_to_go"][1:21]).all()  # the returns of return_bound
         assert set(data["source"].tolist()) >= {-1, 1, 2}
 
     resumed = run(killed_dir, variant=variant)

@@ -19,8 +19,9 @@ Provenance (hybrid-design.md sec. 7, optional): episodes may also carry, per ent
 (who chose the action that led to it: SOURCES, -1 for entry 0 or unknown), `planner_action`
 (the planner's action before exploration noise, NaN where no planner acted) and `expert_action`
 (the classical or hybrid planner's action at the entry's state, the label of planner
-distillation, NaN where there is none). The buffer stores them once the first episode with
-them arrives, samples them with the batch and saves them with its state.
+distillation, NaN where there is none) and `return_to_go` (the discounted return from the entry's
+transition to the end of its episode, `returns_to_go`; NaN where unknown). The buffer stores them
+once the first episode with them arrives, samples them with the batch and saves them with its state.
 
 Expert oversampling: `sample(expert_fraction=f)` draws round(f B) of the B slices uniformly among
 the slices whose first transition a planner on the simulator chose (classical or hybrid), the
@@ -36,7 +37,7 @@ from typing import NamedTuple
 import torch
 
 _FIELDS = ("obs", "action", "reward", "terminated")
-_PROVENANCE = ("source", "planner_action", "expert_action")
+_PROVENANCE = ("source", "planner_action", "expert_action", "return_to_go")
 SOURCES = ("random", "classical", "hybrid", "learned")  # names of the source codes 0, 1, 2, 3
 RANDOM, CLASSICAL, HYBRID, LEARNED = range(len(SOURCES))
 EXPERT_SOURCES = (CLASSICAL, HYBRID)  # chosen by a planner on the true simulator
@@ -62,6 +63,23 @@ class Provenance(NamedTuple):
 
     source: torch.Tensor         # (H, B) source code of action[t] (SOURCES; -1 unknown)
     expert_action: torch.Tensor  # (H, B, A) the planner's label at obs[t], NaN where none
+    return_to_go: torch.Tensor | None = None  # (H, B, 1) G_t of (obs[t], action[t]), NaN where unknown
+
+
+def returns_to_go(reward: torch.Tensor, discount: float) -> torch.Tensor:
+    """G_k = sum_{j >= k} discount^(j-k) reward[j] per entry of an episode's reward (L+1,) (entry
+    0 NaN); all NaN when a reward is negative or not finite. With rewards >= 0 the return of a
+    truncated episode is a lower bound of the optimal value of its transitions."""
+    out = torch.full_like(reward, float("nan"), dtype=torch.float32)
+    r = reward[1:].double()
+    if len(r) == 0 or not bool(torch.isfinite(r).all()) or bool((r < 0).any()):
+        return out
+    g, acc = [0.0] * len(r), 0.0
+    for k, value in zip(range(len(r) - 1, -1, -1), reversed(r.tolist())):
+        acc = value + discount * acc
+        g[k] = acc
+    out[1:] = torch.tensor(g, dtype=torch.float32, device=reward.device)
+    return out
 
 
 class _Episode(NamedTuple):
@@ -170,6 +188,7 @@ class Buffer:
         self._storage["source"] = torch.full((c,), -1, dtype=torch.long, device=dev)
         for key in ("planner_action", "expert_action"):
             self._storage[key] = torch.full((c, *action_shape), float("nan"), device=dev)
+        self._storage["return_to_go"] = torch.full((c,), float("nan"), device=dev)
 
     @property
     def has_provenance(self) -> bool:
@@ -221,7 +240,8 @@ class Buffer:
         provenance = None
         if "source" in s:
             provenance = Provenance(source=s["source"][idx[1:]].to(out, non_blocking=nb),
-                                    expert_action=s["expert_action"][idx[1:]].to(out, non_blocking=nb))
+                                    expert_action=s["expert_action"][idx[1:]].to(out, non_blocking=nb),
+                                    return_to_go=s["return_to_go"][idx[1:]].unsqueeze(-1).to(out, non_blocking=nb))
         batch = Batch(
             obs=s["obs"][idx].to(out, non_blocking=nb),
             action=s["action"][idx[1:]].to(out, non_blocking=nb),
