@@ -20,6 +20,8 @@ Arms (each adds to the one before, except `tdmpc2` and `hybrid`):
 Stage 1 (screening): 1 seed, cartpole-swingup, 5k agent steps, all arms.
 Stage 2 (confirmation): 3 seeds, cartpole-swingup and pendulum-swingup, 10k agent steps,
 TD-MPC2 and the best arm of stage 1 (--arms).
+Stage 3 (screening of later arms against the target): stage 2's tasks and seeds, 5k agent steps
+(the target's step), against TD-MPC2's 10k curves of stage 2.
 
     python benchmarks/teaching.py --stage 1 --jobs 2
     python benchmarks/teaching.py --stage 2 --arms tdmpc2 distill --jobs 2
@@ -57,7 +59,9 @@ ARMS["branches"] = dict(ARMS["handover"], branch_prob=1.0, branch_share=0.25)
 ARMS["bound"] = dict(ARMS["branches"], return_bound="all")
 STAGES = {1: dict(tasks=["cartpole-swingup"], seeds=[1], steps=5000, arms=list(ARMS)),
           2: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=10000,
-                  arms=["tdmpc2"])}
+                  arms=["tdmpc2"]),
+          3: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=5000,
+                  arms=["tdmpc2", "bound"])}
 METRICS = {"learned": "learned_episode_reward", "prior": "prior_episode_reward", "own": "episode_reward"}
 
 
@@ -83,7 +87,7 @@ def runs_for(tasks, seeds, arms, steps) -> list[dict]:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stage", type=int, choices=(1, 2), default=1)
+    p.add_argument("--stage", type=int, choices=sorted(STAGES), default=1)
     p.add_argument("--arms", nargs="+", choices=list(ARMS), help="default: the stage's arms")
     p.add_argument("--tasks", nargs="+", help="default: the stage's tasks")
     p.add_argument("--seeds", type=int, nargs="+", help="default: the stage's seeds")
@@ -96,7 +100,8 @@ def main():
     tasks, seeds, arms = a.tasks or stage["tasks"], a.seeds or stage["seeds"], a.arms or stage["arms"]
     if not a.summarise_only:
         launch(runs_for(tasks, seeds, arms, stage["steps"]), a.log_dir, a.jobs, checkpoint_freq=1000)
-    summarise(a.log_dir, tasks, seeds, arms, stage["steps"], a.out, f"stage{a.stage}")
+    summarise(a.log_dir, tasks, seeds, arms, stage["steps"], a.out, f"stage{a.stage}",
+              bar_steps=STAGES[2]["steps"] if a.stage == 3 else None)
 
 
 def curves(log_dir, task, seeds, arm, metric, max_step) -> tuple[np.ndarray, np.ndarray] | None:
@@ -128,14 +133,16 @@ def area(steps: np.ndarray, values: np.ndarray) -> np.ndarray:
     return ((values[:, 1:] + values[:, :-1]) / 2 * width).sum(axis=1) / (steps[-1] - steps[0])
 
 
-def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag):
+def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, bar_steps=None):
+    """The IQM table, areas, target check and plot; TD-MPC2's curves run to `bar_steps` when given
+    (stage 3 reads its 10k bar next to 5k arms)."""
     import pandas as pd
 
     rows, auc_rows = [], []
     for task in tasks:
         for arm in arms:
             for metric in ("learned", "prior"):
-                found = curves(log_dir, task, seeds, arm, metric, steps)
+                found = curves(log_dir, task, seeds, arm, metric, bar_steps if arm == "tdmpc2" and bar_steps else steps)
                 if found is None:
                     continue
                 x, values = found
