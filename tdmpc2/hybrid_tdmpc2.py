@@ -124,11 +124,11 @@ class HybridTDMPC2(TDMPC2):
         return self.hybrid.get_classical_horizon() / max(self.cfg.max_classical_horizon, 1), self.hybrid.trust.value
 
     def update(self, buffer) -> dict[str, torch.Tensor]:
-        """TD-MPC2's update; with expert oversampling or distillation on, the batch draws its
-        expert share and carries the planner's labels to `policy_extra_loss`."""
+        """TD-MPC2's update; with expert oversampling, distillation or return bounds on, the batch
+        draws its expert share and carries the planner's labels to `policy_extra_loss` and its
+        returns to go to `_td_targets`."""
         teach = self.teaching
-        if self.hybrid is None or not (teach.distill_coef > 0 or teach.expert_fraction > 0
-                                       or teach.return_bound != "none"):
+        if self.hybrid is None or not teach.changes_update:
             return super().update(buffer)
         progress = self.teaching_progress()
         share = teach.expert_share(*progress)

@@ -114,6 +114,11 @@ class TeachingConfig:
         return (self.distill_coef > 0 or self.expert_fraction > 0 or self.learner_episode_prob > 0
                 or self.return_bound != "none")
 
+    @property
+    def changes_update(self) -> bool:
+        """Whether a mechanism acting inside update() is on (the batch, the policy loss, the Q targets)."""
+        return self.distill_coef > 0 or self.expert_fraction > 0 or self.return_bound != "none"
+
     def distill_weight(self, classical_fraction: float, trust: float) -> float:
         return self.distill_coef * decay(self.distill_schedule, classical_fraction, trust) if self.distill_coef else 0.0
 
