@@ -274,3 +274,28 @@ def test_ln_mish_kernel_matches_eager_for_any_width(monkeypatch, flags):
         with torch.no_grad():
             y = kernels.ln_mish_(x.detach().clone(), gamma.detach(), beta.detach(), 1e-5, bias=bias.detach())
         assert torch.allclose(y, outputs[1][0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("flags", ["native", "portable"])
+def test_two_hot_decoding_kernel_matches_eager_for_any_width(monkeypatch, flags):
+    """symexp(softmax(logits) @ centres) from the kernel against eager torch, on bin counts around
+    the vector length, wide logits (the max shift matters), and NaN rows (NaN out, not 0)."""
+    from tdmpc2.common import kernels
+    from tdmpc2.common import math as m
+
+    if not kernels.available():
+        pytest.skip("no C compiler")
+    if flags == "portable":
+        lib = kernels._build(flag_sets=(["-O3"],))
+        assert lib is not None
+        monkeypatch.setattr(kernels, "_lib", lib)
+    torch.manual_seed(0)
+    for N in (1, 15, 16, 17, 101, 255):
+        logits = torch.randn(33, N) * 6
+        logits[3] += 50.0
+        centres = torch.linspace(-10, 10, N)
+        eager = m.two_hot_inv(logits, -10, 10)
+        assert torch.allclose(kernels.two_hot_inv(logits, centres), eager, rtol=1e-4, atol=1e-5), N
+    logits[5, 7] = float("nan")
+    out = kernels.two_hot_inv(logits, torch.linspace(-10, 10, logits.shape[-1]))
+    assert torch.isnan(out[5]).all() and torch.isfinite(out[torch.arange(len(out)) != 5]).all()

@@ -320,7 +320,40 @@ void ln_simnorm_forward(const float *x, float *y, const float *bias, const float
     }
 }
 
+static inline float symexp1(float mean) {  /* sign(mean) (e^|mean| - 1); NaN stays NaN */
+    float mag = expm1f(fabsf(mean));
+    return mean < 0.0f ? -mag : (mean > 0.0f ? mag : (mean == 0.0f ? 0.0f : mean));
+}
+
 /* out[r] = symexp(sum_i softmax(logits[r])_i centres_i) for logits (R, N). */
+#if defined(__AVX512F__)
+/* Two passes over a row in registers: the max (and whether any logit is NaN: then the row's
+   output is NaN), then e^(x - max) summed plain and against the centres. */
+void two_hot_inv(const float *logits, const float *centres, float *out, int64_t R, int64_t N) {
+    for (int64_t r = 0; r < R; r++) {
+        const float *lr = logits + r * N;
+        __m512 vmax = _mm512_set1_ps(-INFINITY);
+        __mmask16 nan = 0;
+        for (int64_t c = 0; c < N; c += 16) {
+            __mmask16 m = tail16(N - c);
+            __m512 x = _mm512_maskz_loadu_ps(m, lr + c);
+            nan |= _mm512_mask_cmp_ps_mask(m, x, x, _CMP_UNORD_Q);
+            vmax = _mm512_mask_max_ps(vmax, m, vmax, x);
+        }
+        if (nan) { out[r] = NAN; continue; }
+        float mx = _mm512_reduce_max_ps(vmax);
+        const __m512 vm = _mm512_set1_ps(mx);
+        __m512 total = _mm512_setzero_ps(), weighted = _mm512_setzero_ps();
+        for (int64_t c = 0; c < N; c += 16) {
+            __mmask16 m = tail16(N - c);
+            __m512 e = _mm512_maskz_mov_ps(m, fexp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, lr + c), vm)));
+            total = _mm512_add_ps(total, e);
+            weighted = _mm512_fmadd_ps(e, _mm512_maskz_loadu_ps(m, centres + c), weighted);
+        }
+        out[r] = symexp1(_mm512_reduce_add_ps(weighted) / _mm512_reduce_add_ps(total));
+    }
+}
+#else
 void two_hot_inv(const float *logits, const float *centres, float *out, int64_t R, int64_t N) {
     float e[4096];
     for (int64_t r = 0; r < R; r++) {
@@ -330,11 +363,10 @@ void two_hot_inv(const float *logits, const float *centres, float *out, int64_t 
         for (int64_t i = 0; i < N; i++) e[i] = fexp(lr[i] - m);
         float total = row_sum(e, N);
         for (int64_t i = 0; i < N; i++) e[i] *= centres[i];
-        float mean = row_sum(e, N) / total;
-        float mag = expm1f(fabsf(mean));
-        out[r] = mean < 0.0f ? -mag : (mean > 0.0f ? mag : 0.0f);
+        out[r] = symexp1(row_sum(e, N) / total);
     }
 }
+#endif
 """
 
 MAX_BINS = 4096  # size of the stack buffer in two_hot_inv
