@@ -21,7 +21,9 @@ Stage 1 (screening): 1 seed, cartpole-swingup, 5k agent steps, all arms.
 Stage 2 (confirmation): 3 seeds, cartpole-swingup and pendulum-swingup, 10k agent steps,
 TD-MPC2 and the best arm of stage 1 (--arms).
 Stage 3 (screening of later arms against the target): stage 2's tasks and seeds, 5k agent steps
-(the target's step), against TD-MPC2's 10k curves of stage 2.
+(the target's step). Its summary reads the references from their stage-2 runs, never launching
+them: TD-MPC2 to 10k (the bar) and the branches arm to 5k; areas are over 0-5k for every arm
+(and 0-10k for TD-MPC2).
 
     python benchmarks/teaching.py --stage 1 --jobs 2
     python benchmarks/teaching.py --stage 2 --arms tdmpc2 distill --jobs 2
@@ -61,7 +63,7 @@ STAGES = {1: dict(tasks=["cartpole-swingup"], seeds=[1], steps=5000, arms=list(A
           2: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=10000,
                   arms=["tdmpc2"]),
           3: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=5000,
-                  arms=["tdmpc2", "bound"])}
+                  arms=["bound"], references=["tdmpc2", "branches"])}
 METRICS = {"learned": "learned_episode_reward", "prior": "prior_episode_reward", "own": "episode_reward"}
 
 
@@ -98,15 +100,18 @@ def main():
     a = p.parse_args()
     stage = STAGES[a.stage]
     tasks, seeds, arms = a.tasks or stage["tasks"], a.seeds or stage["seeds"], a.arms or stage["arms"]
+    references = stage.get("references", [])
     if not a.summarise_only:
-        launch(runs_for(tasks, seeds, arms, stage["steps"]), a.log_dir, a.jobs, checkpoint_freq=1000)
-    summarise(a.log_dir, tasks, seeds, arms, stage["steps"], a.out, f"stage{a.stage}",
-              bar_steps=STAGES[2]["steps"] if a.stage == 3 else None)
+        launched = [arm for arm in arms if arm not in references]
+        launch(runs_for(tasks, seeds, launched, stage["steps"]), a.log_dir, a.jobs, checkpoint_freq=1000)
+    summarise(a.log_dir, tasks, seeds, references + [arm for arm in arms if arm not in references],
+              stage["steps"], a.out, f"stage{a.stage}", references=references)
 
 
-def curves(log_dir, task, seeds, arm, metric, max_step) -> tuple[np.ndarray, np.ndarray] | None:
-    """(steps (S,), returns (seeds, S)) at the evaluations every listed seed reached, <= max_step."""
-    frames = [read_eval(work_dir(log_dir, task, seed, run_name(arm, max_step))) for seed in seeds]
+def curves(log_dir, task, seeds, arm, metric, max_step, run_steps=None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps (S,), returns (seeds, S)) at the evaluations every listed seed reached, <= max_step,
+    from the runs of `run_steps` agent steps (default max_step)."""
+    frames = [read_eval(work_dir(log_dir, task, seed, run_name(arm, run_steps or max_step))) for seed in seeds]
     frames = [f for f in frames if f is not None and METRICS[metric] in f]
     if len(frames) < len(seeds):
         return None
@@ -133,16 +138,20 @@ def area(steps: np.ndarray, values: np.ndarray) -> np.ndarray:
     return ((values[:, 1:] + values[:, :-1]) / 2 * width).sum(axis=1) / (steps[-1] - steps[0])
 
 
-def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, bar_steps=None):
-    """The IQM table, areas, target check and plot; TD-MPC2's curves run to `bar_steps` when given
-    (stage 3 reads its 10k bar next to 5k arms)."""
+def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=()):
+    """The IQM table, areas, target check and plot. Arms in `references` are read from their
+    stage-2 runs: TD-MPC2 to 10k (the target's bar), the others to `steps`; every area is over
+    0-`steps`, plus TD-MPC2's over its whole curve."""
     import pandas as pd
 
     rows, auc_rows = [], []
+    full = STAGES[2]["steps"]
     for task in tasks:
         for arm in arms:
             for metric in ("learned", "prior"):
-                found = curves(log_dir, task, seeds, arm, metric, bar_steps if arm == "tdmpc2" and bar_steps else steps)
+                reference = arm in references
+                max_step = full if reference and arm == "tdmpc2" else steps
+                found = curves(log_dir, task, seeds, arm, metric, max_step, full if reference else None)
                 if found is None:
                     continue
                 x, values = found
@@ -151,9 +160,13 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, bar_steps=None):
                     rows.append(dict(task=task, arm=arm, metric=metric, step=int(step), env_step=2 * int(step),
                                      iqm=point[i], ci_low=low[i], ci_high=high[i], seeds=len(values),
                                      per_seed=" ".join(f"{v:.1f}" for v in values[:, i])))
-                if len(x) > 1:
-                    a_point, a_low, a_high = iqm_interval(area(x, values)[:, None])
-                    auc_rows.append(dict(task=task, arm=arm, metric=metric, up_to_step=int(x[-1]), auc=a_point[0],
+                ends = sorted({int(x[-1]), *([steps] if references and x[-1] > steps else [])})
+                for end in ends:
+                    keep = x <= end
+                    if keep.sum() < 2:
+                        continue
+                    a_point, a_low, a_high = iqm_interval(area(x[keep], values[:, keep])[:, None])
+                    auc_rows.append(dict(task=task, arm=arm, metric=metric, up_to_step=end, auc=a_point[0],
                                          ci_low=a_low[0], ci_high=a_high[0], seeds=len(values)))
     report_partial(log_dir, tasks, seeds, arms, steps)
     if not rows:
