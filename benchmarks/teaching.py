@@ -61,7 +61,7 @@ ARMS["branches"] = dict(ARMS["handover"], branch_prob=1.0, branch_share=0.25)
 ARMS["bound"] = dict(ARMS["branches"], return_bound="all")
 STAGES = {1: dict(tasks=["cartpole-swingup"], seeds=[1], steps=5000, arms=list(ARMS)),
           2: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=10000,
-                  arms=["tdmpc2"]),
+                  arms=["tdmpc2"], summary_arms=["tdmpc2", "branches"]),
           3: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=5000,
                   arms=["bound"], references=["tdmpc2", "branches"])}
 METRICS = {"learned": "learned_episode_reward", "prior": "prior_episode_reward", "own": "episode_reward"}
@@ -104,8 +104,16 @@ def main():
     if not a.summarise_only:
         launched = [arm for arm in arms if arm not in references]
         launch(runs_for(tasks, seeds, launched, stage["steps"]), a.log_dir, a.jobs, checkpoint_freq=1000)
+        # after a launch, summarise the stage's whole set: launching a subset must not narrow the
+        # committed summary files to it
+        tasks, seeds = _union(stage["tasks"], tasks), _union(stage["seeds"], seeds)
+        arms = _union(stage.get("summary_arms", stage["arms"]), arms)
     summarise(a.log_dir, tasks, seeds, references + [arm for arm in arms if arm not in references],
               stage["steps"], a.out, f"stage{a.stage}", references=references)
+
+
+def _union(first: list, second: list) -> list:
+    return list(first) + [x for x in second if x not in first]
 
 
 def curves(log_dir, task, seeds, arm, metric, max_step, run_steps=None) -> tuple[np.ndarray, np.ndarray] | None:

@@ -453,3 +453,31 @@ def test_trainer_stores_each_episodes_returns_to_go(tmp_path):
         assert torch.allclose(episode["return_to_go"][1:], expected[1:]) and torch.isnan(episode["return_to_go"][0])
     with pytest.raises(ConfigError, match="return_bound"):
         load_config(task="cartpole-balance", return_bound="mc")
+
+
+def test_teaching_driver_summarises_the_whole_stage_after_a_partial_launch(tmp_path, monkeypatch):
+    """A launch of one arm and one seed must not narrow the stage's summary files to them."""
+    import importlib.util
+    import os
+    import sys
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "teaching.py")
+    spec = importlib.util.spec_from_file_location("teaching_driver", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    calls = {}
+    monkeypatch.setattr(study, "launch", lambda runs, *a, **k: calls.setdefault("launched", runs))
+    monkeypatch.setattr(study, "summarise", lambda log_dir, tasks, seeds, arms, *a, **k:
+                        calls.setdefault("summary", (tasks, seeds, arms)))
+    monkeypatch.setattr(sys, "argv", ["teaching.py", "--stage", "2", "--arms", "handover", "--seeds", "3",
+                                      "--tasks", "pendulum-swingup", "--log-dir", str(tmp_path)])
+    study.main()
+    assert [(r["name"], r["seed"], r["task"]) for r in calls["launched"]] == [("handover-10k", 3, "pendulum-swingup")]
+    tasks, seeds, arms = calls["summary"]
+    assert tasks == ["cartpole-swingup", "pendulum-swingup"] and seeds == [1, 2, 3]
+    assert arms == ["tdmpc2", "branches", "handover"]
+    calls.clear()  # --summarise-only keeps exactly what was asked for
+    monkeypatch.setattr(sys, "argv", ["teaching.py", "--stage", "3", "--seeds", "1", "--summarise-only",
+                                      "--log-dir", str(tmp_path)])
+    study.main()
+    assert "launched" not in calls and calls["summary"][1:] == ([1], ["tdmpc2", "branches", "bound"])
