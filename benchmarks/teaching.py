@@ -27,6 +27,7 @@ them: TD-MPC2 to 10k (the bar) and the branches arm to 5k; areas are over 0-5k f
 
     python benchmarks/teaching.py --stage 1 --jobs 2
     python benchmarks/teaching.py --stage 2 --arms tdmpc2 distill --jobs 2
+    python benchmarks/teaching.py --stage 3 --jobs 2
     python benchmarks/teaching.py --stage 2 --arms tdmpc2 distill --summarise-only
 
 Runs write resume.pt every 1,000 steps: the same command continues killed runs and skips
