@@ -198,8 +198,7 @@ class MixedBatches:
                 source=torch.cat([provenance.source, torch.full((H, k), SIMULATED, dtype=torch.long, device=dev)], 1),
                 expert_action=torch.cat([provenance.expert_action,
                                          torch.full((H, k, A), float("nan"), device=dev)], 1),
-                return_to_go=None if provenance.return_to_go is None else torch.cat(
-                    [provenance.return_to_go, torch.full((H, k, 1), float("nan"), device=dev)], 1))
+                return_to_go=torch.cat([provenance.return_to_go, torch.full((H, k, 1), float("nan"), device=dev)], 1))
         return batch, provenance
 
     def sample(self, expert_fraction: float = 0.0) -> Batch:

@@ -111,8 +111,7 @@ class TeachingConfig:
     @property
     def active(self) -> bool:
         """Whether any mechanism acting after the seed phase is on."""
-        return (self.distill_coef > 0 or self.expert_fraction > 0 or self.learner_episode_prob > 0
-                or self.return_bound != "none")
+        return self.changes_update or self.learner_episode_prob > 0
 
     @property
     def changes_update(self) -> bool:

@@ -241,19 +241,26 @@ def test_dropout_backward_zeroes_the_forward_positions_for_any_gradient_layout()
     assert torch.equal(x.grad[kept], (grad * (1 / 0.7))[kept]) and not x.grad[~kept].any()
 
 
-@pytest.mark.parametrize("flags", ["native", "portable"])
-def test_ln_mish_kernel_matches_eager_for_any_width(monkeypatch, flags):
-    """The LN -> Mish kernel, forward and backward with a bias, against eager torch on widths that
-    are not multiples of the vector length, for the build the CPU gets (AVX-512 code here) and
-    for a portable build (-O3 only: the plain C loops)."""
+@pytest.fixture(params=["native", "portable"])
+def kernel_build(request, monkeypatch):
+    """The kernels as built for this CPU (AVX-512 code here), then a portable build (-O3 only:
+    the plain C loops); skipped without a C compiler."""
     from tdmpc2.common import kernels
 
     if not kernels.available():
         pytest.skip("no C compiler")
-    if flags == "portable":
+    if request.param == "portable":
         lib = kernels._build(flag_sets=(["-O3"],))
         assert lib is not None
         monkeypatch.setattr(kernels, "_lib", lib)
+    return kernels
+
+
+def test_ln_mish_kernel_matches_eager_for_any_width(kernel_build):
+    """The LN -> Mish kernel, forward and backward with a bias, against eager torch on widths that
+    are not multiples of the vector length, for the build the CPU gets (AVX-512 code here) and
+    for a portable build (-O3 only: the plain C loops)."""
+    kernels = kernel_build
     torch.manual_seed(0)
     for K, R, C in ((1, 5, 37), (2, 7, 19), (2, 3, 16)):
         x = (torch.randn(K, R, C) * 3).requires_grad_()
@@ -276,19 +283,12 @@ def test_ln_mish_kernel_matches_eager_for_any_width(monkeypatch, flags):
         assert torch.allclose(y, outputs[1][0], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("flags", ["native", "portable"])
-def test_two_hot_decoding_kernel_matches_eager_for_any_width(monkeypatch, flags):
+def test_two_hot_decoding_kernel_matches_eager_for_any_width(kernel_build):
     """symexp(softmax(logits) @ centres) from the kernel against eager torch, on bin counts around
     the vector length, wide logits (the max shift matters), and NaN rows (NaN out, not 0)."""
-    from tdmpc2.common import kernels
     from tdmpc2.common import math as m
 
-    if not kernels.available():
-        pytest.skip("no C compiler")
-    if flags == "portable":
-        lib = kernels._build(flag_sets=(["-O3"],))
-        assert lib is not None
-        monkeypatch.setattr(kernels, "_lib", lib)
+    kernels = kernel_build
     torch.manual_seed(0)
     for N in (1, 15, 16, 17, 101, 255):
         logits = torch.randn(33, N) * 6

@@ -63,7 +63,7 @@ class Provenance(NamedTuple):
 
     source: torch.Tensor         # (H, B) source code of action[t] (SOURCES; -1 unknown)
     expert_action: torch.Tensor  # (H, B, A) the planner's label at obs[t], NaN where none
-    return_to_go: torch.Tensor | None = None  # (H, B, 1) G_t of (obs[t], action[t]), NaN where unknown
+    return_to_go: torch.Tensor   # (H, B, 1) G_t of (obs[t], action[t]), NaN where unknown
 
 
 def returns_to_go(reward: torch.Tensor, discount: float) -> torch.Tensor:
