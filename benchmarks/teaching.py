@@ -16,6 +16,8 @@ Arms (each adds to the one before, except `tdmpc2` and `hybrid`):
   branches  + simulated branches (tdmpc2.branches): every step, 3 uniform-random actions simulated
             from the live state; a quarter of every batch comes from these branches
   bound     + return lower bounds on every stored transition's Q target (return_bound=all)
+  utd3      + three gradient updates per agent step after pre-training (updates_per_step=3)
+  tdmpc2-utd3  plain TD-MPC2 with three updates per agent step (the control of utd3)
 
 Stage 1 (screening): 1 seed, cartpole-swingup, 5k agent steps, all arms.
 Stage 2 (confirmation): 3 seeds, cartpole-swingup and pendulum-swingup, 10k agent steps,
@@ -24,6 +26,9 @@ Stage 3 (screening of later arms against the target): stage 2's tasks and seeds,
 (the target's step). Its summary reads the references from their stage-2 runs, never launching
 them: TD-MPC2 to 10k (the bar) and the branches arm to 5k; areas are over 0-5k for every arm
 (and 0-10k for TD-MPC2).
+Stage 4 (the update-to-data ratio): as stage 3, with the arms utd3 (the bound arm with three
+updates per agent step) and tdmpc2-utd3 (plain TD-MPC2 with three); the references are TD-MPC2
+to 10k and the bound arm's stage-3 runs.
 
     python benchmarks/teaching.py --stage 1 --jobs 2
     python benchmarks/teaching.py --stage 2 --arms tdmpc2 distill --jobs 2
@@ -60,11 +65,18 @@ ARMS = {
 }
 ARMS["branches"] = dict(ARMS["handover"], branch_prob=1.0, branch_share=0.25)
 ARMS["bound"] = dict(ARMS["branches"], return_bound="all")
+# three updates per agent step after pre-training: by 5k agent steps (2,500 seed steps, 2,500
+# updates of pre-training, then 2,500 steps) as many gradient updates as TD-MPC2's 10k (7,500
+# steps after the same pre-training); the plain TD-MPC2 control asks whether the updates alone do it
+ARMS["utd3"] = dict(ARMS["bound"], updates_per_step=3)
+ARMS["tdmpc2-utd3"] = dict(hybrid_mpc=False, updates_per_step=3)
 STAGES = {1: dict(tasks=["cartpole-swingup"], seeds=[1], steps=5000, arms=list(ARMS)),
           2: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=10000,
                   arms=["tdmpc2"], summary_arms=["tdmpc2", "branches"]),
           3: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=5000,
-                  arms=["bound"], references=["tdmpc2", "branches"])}
+                  arms=["bound"], references={"tdmpc2": 10000, "branches": 10000}),
+          4: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=5000,
+                  arms=["utd3", "tdmpc2-utd3"], references={"tdmpc2": 10000, "bound": 5000})}
 METRICS = {"learned": "learned_episode_reward", "prior": "prior_episode_reward", "own": "episode_reward"}
 
 
@@ -101,7 +113,7 @@ def main():
     a = p.parse_args()
     stage = STAGES[a.stage]
     tasks, seeds, arms = a.tasks or stage["tasks"], a.seeds or stage["seeds"], a.arms or stage["arms"]
-    references = stage.get("references", [])
+    references = stage.get("references", {})
     if not a.summarise_only:
         launched = [arm for arm in arms if arm not in references]
         launch(runs_for(tasks, seeds, launched, stage["steps"]), a.log_dir, a.jobs, checkpoint_freq=1000)
@@ -109,7 +121,7 @@ def main():
         # committed summary files to it
         tasks, seeds = _union(stage["tasks"], tasks), _union(stage["seeds"], seeds)
         arms = _union(stage.get("summary_arms", stage["arms"]), arms)
-    summarise(a.log_dir, tasks, seeds, references + [arm for arm in arms if arm not in references],
+    summarise(a.log_dir, tasks, seeds, list(references) + [arm for arm in arms if arm not in references],
               stage["steps"], a.out, f"stage{a.stage}", references=references)
 
 
@@ -147,10 +159,11 @@ def area(steps: np.ndarray, values: np.ndarray) -> np.ndarray:
     return ((values[:, 1:] + values[:, :-1]) / 2 * width).sum(axis=1) / (steps[-1] - steps[0])
 
 
-def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=()):
-    """The IQM table, areas, target check and plot. Arms in `references` are read from their
-    stage-2 runs: TD-MPC2 to 10k (the target's bar), the others to `steps`; every area is over
-    0-`steps`, plus TD-MPC2's over its whole curve."""
+def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None):
+    """The IQM table, areas, target check and plot. Arms in `references` (arm -> the agent steps
+    of the runs to read) come from an earlier stage's runs: TD-MPC2 to 10k (the target's bar), the
+    others to `steps`; every area is over 0-`steps`, plus TD-MPC2's over its whole curve."""
+    references = references or {}
     import pandas as pd
 
     rows, auc_rows = [], []
@@ -160,7 +173,7 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=()):
             for metric in ("learned", "prior"):
                 reference = arm in references
                 max_step = full if reference and arm == "tdmpc2" else steps
-                found = curves(log_dir, task, seeds, arm, metric, max_step, full if reference else None)
+                found = curves(log_dir, task, seeds, arm, metric, max_step, references.get(arm))
                 if found is None:
                     continue
                 x, values = found

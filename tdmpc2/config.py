@@ -207,7 +207,7 @@ def finalize(cfg: DictConfig) -> DictConfig:
                 num_bins=2, num_enc_layers=1, enc_dim=1, num_channels=1, mlp_dim=1,
                 latent_dim=1, num_q=2, simnorm_dim=1, seed=0, checkpoint_freq=0,
                 max_classical_horizon=0, min_classical_horizon=0, transition_steps=1,
-                ilqg_line_search_steps=1, hybrid_prefix_samples=1)
+                ilqg_line_search_steps=1, hybrid_prefix_samples=1, updates_per_step=1)
     for key, low in ints.items():
         cfg[key] = _num(cfg, key, int, low=low)
     floats = dict(reward_coef=0, value_coef=0, termination_coef=0, consistency_coef=0, rho=0,

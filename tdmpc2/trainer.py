@@ -6,7 +6,8 @@ Loop over agent steps n = 0..steps (inclusive):
      it to the buffer; reset the env and start a new episode record;
   3. act: random action while n <= seed_steps, else plan (t0 on the episode's first step);
   4. step the env and record the transition;
-  5. at n == seed_steps run seed_steps updates (pre-training), after that one update per step.
+  5. at n == seed_steps run seed_steps updates (pre-training), after that one update per step
+     (`updates_per_step` updates with a larger update-to-data ratio; 1 is TD-MPC2).
 Training and evaluation share one env. Checkpoints go to <work_dir>/models/ every
 `checkpoint_freq` steps and at the end (agent weights and optimisers: `checkpoint=PATH` loads
 one).
@@ -151,14 +152,16 @@ class OnlineTrainer:
         return self.env.rand_act()
 
     def run_updates(self) -> None:
-        """Pre-train with `seed_steps` updates at step seed_steps, then one update per step.
+        """Pre-train with `seed_steps` updates at step seed_steps, then `updates_per_step` updates
+        per step (1, TD-MPC2's, by default; the pre-training burst does not scale with it).
 
         With the default seed_steps (5 episodes) this is spec 7.1 exactly. A smaller seed_steps
         (a smoke run, e.g. seed_steps=200 with 500-step episodes) postpones pre-training to the
         first step at which the buffer holds a whole episode; actions stay random until then.
         """
         if self.pretrained:
-            self._last_update = self.agent.update(self.update_source())
+            for _ in range(self.cfg.updates_per_step):
+                self._last_update = self.agent.update(self.update_source())
         elif self.step >= self.cfg.seed_steps and self.buffer.num_stored_eps > 0:
             self.pretrain(self.cfg.seed_steps)
             self.pretrained = True

@@ -121,6 +121,18 @@ def test_trainer_schedule_follows_spec(tmp_path):
     assert trainer.buffer.num_eps == 6 and trainer.buffer.num_stored_eps == 5 and len(trainer.buffer) == 55
 
 
+def test_updates_per_step_multiplies_the_updates_after_pretraining(tmp_path):
+    """updates_per_step=3: the pre-training burst stays seed_steps updates, then three per step;
+    the acting schedule is unchanged."""
+    env = CountingEnv(length=10)
+    trainer, agent = make_trainer(tmp_path, env, updates_per_step=3)
+    trainer.train()
+    assert env.random_actions == 26 and len(agent.train_acts) == 35
+    assert agent.updates == 25 + 3 * 35
+    with pytest.raises(Exception, match="updates_per_step"):
+        load_config(task="cartpole-balance", updates_per_step=0)
+
+
 def test_termination_without_episodic_is_an_error(tmp_path):
     trainer, _ = make_trainer(tmp_path, CountingEnv(length=10, terminate=True))
     with pytest.raises(RuntimeError, match="episodic=false"):
