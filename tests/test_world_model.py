@@ -259,10 +259,12 @@ def kernel_build(request, monkeypatch):
 def test_ln_mish_kernel_matches_eager_for_any_width(kernel_build):
     """The LN -> Mish kernel, forward and backward with a bias, against eager torch on widths that
     are not multiples of the vector length, for the build the CPU gets (AVX-512 code here) and
-    for a portable build (-O3 only: the plain C loops)."""
+    for a portable build (-O3 only: the plain C loops). The shapes reach every path of the AVX-512
+    code: rows in groups of 4 and a remainder, the 64-wide unrolled body, single vectors, the
+    masked tail."""
     kernels = kernel_build
     torch.manual_seed(0)
-    for K, R, C in ((1, 5, 37), (2, 7, 19), (2, 3, 16)):
+    for K, R, C in ((1, 5, 37), (2, 7, 19), (2, 3, 16), (1, 9, 130), (2, 6, 64), (1, 4, 400)):
         x = (torch.randn(K, R, C) * 3).requires_grad_()
         gamma, beta, bias = (torch.randn(K, C).requires_grad_() for _ in range(3))
         grad = torch.randn(K, R, C)
@@ -281,6 +283,23 @@ def test_ln_mish_kernel_matches_eager_for_any_width(kernel_build):
         with torch.no_grad():
             y = kernels.ln_mish_(x.detach().clone(), gamma.detach(), beta.detach(), 1e-5, bias=bias.detach())
         assert torch.allclose(y, outputs[1][0], rtol=1e-4, atol=1e-5)
+
+
+def test_ln_simnorm_kernel_matches_eager(kernel_build):
+    """The inference LN -> SimNorm kernel against eager torch: row counts around the 4-row groups
+    of its statistics, with and without the bias, and gamma small (the shift-free path) or large
+    (the per-group max pass)."""
+    from tdmpc2.common.layers import simnorm
+
+    kernels = kernel_build
+    torch.manual_seed(0)
+    for R, C, scale in ((1, 64, 1.0), (6, 128, 1.0), (9, 136, 1.0), (7, 128, 30.0)):
+        x = torch.randn(R, C) * 3
+        gamma, beta, bias = torch.randn(C) * 0.3 * scale, torch.randn(C) * 0.3, torch.randn(C)
+        for b in (None, bias):
+            eager = simnorm(F.layer_norm(x if b is None else x + b, (C,), eps=1e-5) * gamma + beta, 8)
+            fused = kernels.ln_simnorm_(x.clone(), gamma, beta, 8, eps=1e-5, bias=b)
+            assert torch.allclose(fused, eager, rtol=1e-4, atol=1e-6), (R, C, scale, b is None)
 
 
 def test_two_hot_decoding_kernel_matches_eager_for_any_width(kernel_build):

@@ -139,40 +139,88 @@ static inline __mmask16 tail16(int64_t left) {
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
 }
 
+/* The row loops below take 4 vectors (64 entries) per iteration in phases (all 4 inputs, then all 4
+   exponentials, ...): 4 independent dependency chains in flight where one e^x chain alone left
+   the core waiting on latency; then single vectors, and a masked tail. Elementwise, so the result
+   is the same bit for bit as one vector at a time (the tests compare against eager). */
+#define MISH_UNROLL 4
+
+/* One vector of the forward: u = h g + b, Mish(u), with m the lanes to load and store. */
+static inline void mish16(const float *x, const float *g, const float *b, __m512 vm, __m512 vr,
+                          __mmask16 m, float *y, float *xhat) {
+    __m512 h = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x), vm), vr);
+    if (xhat) _mm512_mask_storeu_ps(xhat, m, h);
+    __m512 u = _mm512_fmadd_ps(h, _mm512_maskz_loadu_ps(m, g), _mm512_maskz_loadu_ps(m, b));
+    __m512 n = fexp16(_mm512_min_ps(u, _mm512_set1_ps(20.0f)));
+    __m512 p = _mm512_mul_ps(n, _mm512_add_ps(n, _mm512_set1_ps(2.0f)));
+    __m512 q = _mm512_mul_ps(p, recip16(_mm512_add_ps(p, _mm512_set1_ps(2.0f))));
+    _mm512_mask_storeu_ps(y, m, _mm512_mul_ps(u, q));
+}
+
 /* y = Mish(((x - mean) rstd) g + b) over a row; xhat (or NULL) gets (x - mean) rstd. */
 static inline void mish_row(const float *x, float mean, float rstd, const float *g, const float *b,
                             int64_t C, float *y, float *xhat) {
     const __m512 vm = _mm512_set1_ps(mean), vr = _mm512_set1_ps(rstd);
-    for (int64_t c = 0; c < C; c += 16) {
-        __mmask16 m = tail16(C - c);
-        __m512 h = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + c), vm), vr);
-        if (xhat) _mm512_mask_storeu_ps(xhat + c, m, h);
-        __m512 u = _mm512_fmadd_ps(h, _mm512_maskz_loadu_ps(m, g + c), _mm512_maskz_loadu_ps(m, b + c));
-        __m512 n = fexp16(_mm512_min_ps(u, _mm512_set1_ps(20.0f)));
-        __m512 p = _mm512_mul_ps(n, _mm512_add_ps(n, _mm512_set1_ps(2.0f)));
-        __m512 q = _mm512_mul_ps(p, recip16(_mm512_add_ps(p, _mm512_set1_ps(2.0f))));
-        _mm512_mask_storeu_ps(y + c, m, _mm512_mul_ps(u, q));
+    const __m512 lim = _mm512_set1_ps(20.0f), two = _mm512_set1_ps(2.0f);
+    int64_t c = 0;
+    for (; c + 16 * MISH_UNROLL <= C; c += 16 * MISH_UNROLL) {
+        __m512 u[MISH_UNROLL], n[MISH_UNROLL], p[MISH_UNROLL];
+        for (int i = 0; i < MISH_UNROLL; i++) {
+            __m512 h = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + c + 16 * i), vm), vr);
+            if (xhat) _mm512_storeu_ps(xhat + c + 16 * i, h);
+            u[i] = _mm512_fmadd_ps(h, _mm512_loadu_ps(g + c + 16 * i), _mm512_loadu_ps(b + c + 16 * i));
+        }
+        for (int i = 0; i < MISH_UNROLL; i++) n[i] = fexp16(_mm512_min_ps(u[i], lim));
+        for (int i = 0; i < MISH_UNROLL; i++) p[i] = _mm512_mul_ps(n[i], _mm512_add_ps(n[i], two));
+        for (int i = 0; i < MISH_UNROLL; i++)
+            _mm512_storeu_ps(y + c + 16 * i, _mm512_mul_ps(u[i], _mm512_mul_ps(p[i], recip16(_mm512_add_ps(p[i], two)))));
     }
+    for (; c < C; c += 16) mish16(x + c, g + c, b + c, vm, vr, tail16(C - c), y + c, xhat ? xhat + c : NULL);
+}
+
+/* One vector of the backward: du = dy Mish'(u), dg += du h, db += du, dx = du g. */
+static inline void mish_grad16(const float *dy, const float *xhat, const float *g, const float *b, __mmask16 m,
+                               float *dx, float *dg, float *db) {
+    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
+    __m512 h = _mm512_maskz_loadu_ps(m, xhat), gc = _mm512_maskz_loadu_ps(m, g);
+    __m512 u = _mm512_fmadd_ps(h, gc, _mm512_maskz_loadu_ps(m, b));
+    __m512 n = fexp16(_mm512_min_ps(u, _mm512_set1_ps(20.0f)));
+    __m512 p = _mm512_mul_ps(n, _mm512_add_ps(n, two));
+    __m512 d = recip16(_mm512_add_ps(p, two));
+    __m512 slope = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(u, four), _mm512_mul_ps(n, _mm512_add_ps(n, one))),
+                                 _mm512_mul_ps(d, d));
+    __m512 du = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy), _mm512_fmadd_ps(p, d, slope));
+    _mm512_mask_storeu_ps(dg, m, _mm512_fmadd_ps(du, h, _mm512_maskz_loadu_ps(m, dg)));
+    _mm512_mask_storeu_ps(db, m, _mm512_add_ps(du, _mm512_maskz_loadu_ps(m, db)));
+    _mm512_mask_storeu_ps(dx, m, _mm512_mul_ps(du, gc));
 }
 
 /* dMish * g per entry of a row into dx, with dgamma += du xhat and dbeta += du. */
 static inline void mish_grad_row(const float *dy, const float *xhat, const float *g, const float *b, int64_t C,
                                  float *dx, float *dg, float *db) {
     const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
-    for (int64_t c = 0; c < C; c += 16) {
-        __mmask16 m = tail16(C - c);
-        __m512 h = _mm512_maskz_loadu_ps(m, xhat + c), gc = _mm512_maskz_loadu_ps(m, g + c);
-        __m512 u = _mm512_fmadd_ps(h, gc, _mm512_maskz_loadu_ps(m, b + c));
-        __m512 n = fexp16(_mm512_min_ps(u, _mm512_set1_ps(20.0f)));
-        __m512 p = _mm512_mul_ps(n, _mm512_add_ps(n, two));
-        __m512 d = recip16(_mm512_add_ps(p, two));
-        __m512 slope = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(u, four), _mm512_mul_ps(n, _mm512_add_ps(n, one))),
-                                     _mm512_mul_ps(d, d));
-        __m512 du = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + c), _mm512_fmadd_ps(p, d, slope));
-        _mm512_mask_storeu_ps(dg + c, m, _mm512_fmadd_ps(du, h, _mm512_maskz_loadu_ps(m, dg + c)));
-        _mm512_mask_storeu_ps(db + c, m, _mm512_add_ps(du, _mm512_maskz_loadu_ps(m, db + c)));
-        _mm512_mask_storeu_ps(dx + c, m, _mm512_mul_ps(du, gc));
+    const __m512 lim = _mm512_set1_ps(20.0f);
+    int64_t c = 0;
+    for (; c + 16 * MISH_UNROLL <= C; c += 16 * MISH_UNROLL) {
+        __m512 h[MISH_UNROLL], u[MISH_UNROLL], n[MISH_UNROLL];
+        for (int i = 0; i < MISH_UNROLL; i++) {
+            h[i] = _mm512_loadu_ps(xhat + c + 16 * i);
+            u[i] = _mm512_fmadd_ps(h[i], _mm512_loadu_ps(g + c + 16 * i), _mm512_loadu_ps(b + c + 16 * i));
+        }
+        for (int i = 0; i < MISH_UNROLL; i++) n[i] = fexp16(_mm512_min_ps(u[i], lim));
+        for (int i = 0; i < MISH_UNROLL; i++) {
+            const int64_t o = c + 16 * i;
+            __m512 p = _mm512_mul_ps(n[i], _mm512_add_ps(n[i], two));
+            __m512 d = recip16(_mm512_add_ps(p, two));
+            __m512 slope = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(u[i], four), _mm512_mul_ps(n[i], _mm512_add_ps(n[i], one))),
+                                         _mm512_mul_ps(d, d));
+            __m512 du = _mm512_mul_ps(_mm512_loadu_ps(dy + o), _mm512_fmadd_ps(p, d, slope));
+            _mm512_storeu_ps(dg + o, _mm512_fmadd_ps(du, h[i], _mm512_loadu_ps(dg + o)));
+            _mm512_storeu_ps(db + o, _mm512_add_ps(du, _mm512_loadu_ps(db + o)));
+            _mm512_storeu_ps(dx + o, _mm512_mul_ps(du, _mm512_loadu_ps(g + o)));
+        }
     }
+    for (; c < C; c += 16) mish_grad16(dy + c, xhat + c, g + c, b + c, tail16(C - c), dx + c, dg + c, db + c);
 }
 #else
 static inline void mish_row(const float *x, float mean, float rstd, const float *g, const float *b,
@@ -210,6 +258,44 @@ static inline float layer_stats(const float *x, int64_t C, float eps, float *rst
     return mean;
 }
 
+/* layer_stats of n <= 4 rows. With AVX-512 and 4 rows, the rows' sums run side by side (4
+   dependency chains instead of 1), each row's lanes, tail and order exactly as in row_sum and
+   row_sq_dev, so the results are the same bit for bit. */
+static inline void layer_stats_rows(const float *const *x, int n, int64_t C, float eps, float *mean, float *rstd) {
+#if defined(__AVX512F__)
+    if (n == 4 && C >= 16) {
+        float lanes[4][16];
+        __m512 s[4];
+        int64_t c0 = C / 16 * 16;
+        for (int i = 0; i < 4; i++) s[i] = _mm512_setzero_ps();
+        for (int64_t c = 0; c < c0; c += 16)
+            for (int i = 0; i < 4; i++) s[i] = _mm512_add_ps(s[i], _mm512_loadu_ps(x[i] + c));
+        for (int i = 0; i < 4; i++) {
+            _mm512_storeu_ps(lanes[i], s[i]);
+            float t = 0.0f;
+            for (int64_t c = c0; c < C; c++) t += x[i][c];
+            for (int j = 0; j < 16; j++) t += lanes[i][j];
+            mean[i] = t / (float)C;
+            s[i] = _mm512_setzero_ps();
+        }
+        for (int64_t c = 0; c < c0; c += 16)
+            for (int i = 0; i < 4; i++) {
+                __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x[i] + c), _mm512_set1_ps(mean[i]));
+                s[i] = _mm512_add_ps(s[i], _mm512_mul_ps(d, d));
+            }
+        for (int i = 0; i < 4; i++) {
+            _mm512_storeu_ps(lanes[i], s[i]);
+            float t = 0.0f;
+            for (int64_t c = c0; c < C; c++) { float d = x[i][c] - mean[i]; t += d * d; }
+            for (int j = 0; j < 16; j++) t += lanes[i][j];
+            rstd[i] = 1.0f / sqrtf(t / (float)C + eps);
+        }
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) mean[i] = layer_stats(x[i], C, eps, rstd + i);
+}
+
 /* y = Mish(gamma xhat + beta), xhat = (x + bias - mean) rstd per row; bias (K, C) or NULL (then
    y may alias x; with a bias, y must be x). When xhat_out is not NULL, xhat and rstd are stored
    for the backward pass. */
@@ -217,19 +303,26 @@ void ln_mish_forward(const float *x, float *y, const float *bias, const float *g
                      int64_t K, int64_t R, int64_t C, float eps, float *xhat_out, float *rstd_out) {
     for (int64_t k = 0; k < K; k++) {
         const float *g = gamma + k * C, *b = beta + k * C;
-        for (int64_t r = 0; r < R; r++) {
-            int64_t row = k * R + r;
-            const float *xr = x + row * C;
-            float *yr = y + row * C;
-            if (bias) {
-                const float *br = bias + k * C;
-                for (int64_t c = 0; c < C; c++) yr[c] = xr[c] + br[c];
-                xr = yr;
+        for (int64_t r = 0; r < R; r += 4) {  /* 4 rows at a time: their statistics side by side */
+            int n = R - r < 4 ? (int)(R - r) : 4;
+            const float *src[4];
+            float mean[4], rstd[4];
+            for (int i = 0; i < n; i++) {
+                int64_t row = k * R + r + i;
+                src[i] = x + row * C;
+                if (bias) {
+                    const float *br = bias + k * C;
+                    float *yr = y + row * C;
+                    for (int64_t c = 0; c < C; c++) yr[c] = src[i][c] + br[c];
+                    src[i] = yr;
+                }
             }
-            float rstd;
-            float mean = layer_stats(xr, C, eps, &rstd);
-            if (xhat_out) rstd_out[row] = rstd;
-            mish_row(xr, mean, rstd, g, b, C, yr, xhat_out ? xhat_out + row * C : NULL);
+            layer_stats_rows(src, n, C, eps, mean, rstd);
+            for (int i = 0; i < n; i++) {
+                int64_t row = k * R + r + i;
+                if (xhat_out) rstd_out[row] = rstd[i];
+                mish_row(src[i], mean[i], rstd[i], g, b, C, y + row * C, xhat_out ? xhat_out + row * C : NULL);
+            }
         }
     }
 }
@@ -248,19 +341,62 @@ static inline float row_dot(const float *x, const float *y, int64_t n) {
     return s;
 }
 
+/* m1 = mean(dx), m2 = mean(dx xhat) of n <= 4 consecutive rows; with AVX-512 and 4 rows side by
+   side, each row's lanes, tail and order as in row_sum and row_dot (the same bits). */
+static inline void grad_stats_rows(const float *dx, const float *h, int n, int64_t C, float *m1, float *m2) {
+#if defined(__AVX512F__)
+    if (n == 4 && C >= 16) {
+        float lanes[2][4][16];
+        __m512 s[4], d[4];
+        int64_t c0 = C / 16 * 16;
+        for (int i = 0; i < 4; i++) { s[i] = _mm512_setzero_ps(); d[i] = _mm512_setzero_ps(); }
+        for (int64_t c = 0; c < c0; c += 16)
+            for (int i = 0; i < 4; i++) {
+                __m512 v = _mm512_loadu_ps(dx + i * C + c);
+                s[i] = _mm512_add_ps(s[i], v);
+                d[i] = _mm512_add_ps(d[i], _mm512_mul_ps(v, _mm512_loadu_ps(h + i * C + c)));
+            }
+        for (int i = 0; i < 4; i++) {
+            _mm512_storeu_ps(lanes[0][i], s[i]);
+            _mm512_storeu_ps(lanes[1][i], d[i]);
+            float t = 0.0f, u = 0.0f;
+            for (int64_t c = c0; c < C; c++) t += dx[i * C + c];
+            for (int j = 0; j < 16; j++) t += lanes[0][i][j];
+            for (int64_t c = c0; c < C; c++) u += dx[i * C + c] * h[i * C + c];
+            for (int j = 0; j < 16; j++) u += lanes[1][i][j];
+            m1[i] = t / (float)C;
+            m2[i] = u / (float)C;
+        }
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) {
+        m1[i] = row_sum(dx + i * C, C) / (float)C;
+        m2[i] = row_dot(dx + i * C, h + i * C, C) / (float)C;
+    }
+}
+
 void ln_mish_backward(const float *restrict dy, const float *restrict xhat, const float *restrict rstd,
                       const float *restrict gamma, const float *restrict beta, int64_t K, int64_t R,
                       int64_t C, float *restrict dx, float *restrict dgamma, float *restrict dbeta) {
     for (int64_t k = 0; k < K; k++) {
         const float *restrict g = gamma + k * C, *restrict b = beta + k * C;
         float *restrict dg = dgamma + k * C, *restrict db = dbeta + k * C;
-        for (int64_t r = 0; r < R; r++) {
-            int64_t row = k * R + r;
-            const float *restrict dyr = dy + row * C, *restrict hr = xhat + row * C;
-            float *restrict dxr = dx + row * C;
-            mish_grad_row(dyr, hr, g, b, C, dxr, dg, db);
-            float m1 = row_sum(dxr, C) / (float)C, m2 = row_dot(dxr, hr, C) / (float)C, rs = rstd[row];
-            for (int64_t c = 0; c < C; c++) dxr[c] = rs * (dxr[c] - m1 - hr[c] * m2);
+        for (int64_t r = 0; r < R; r += 4) {  /* 4 rows at a time: their reductions side by side */
+            int n = R - r < 4 ? (int)(R - r) : 4;
+            float m1[4], m2[4];
+            for (int i = 0; i < n; i++) {
+                int64_t row = k * R + r + i;
+                mish_grad_row(dy + row * C, xhat + row * C, g, b, C, dx + row * C, dg, db);
+            }
+            grad_stats_rows(dx + (k * R + r) * C, xhat + (k * R + r) * C, n, C, m1, m2);
+            for (int i = 0; i < n; i++) {
+                int64_t row = k * R + r + i;
+                const float *restrict hr = xhat + row * C;
+                float *restrict dxr = dx + row * C;
+                float rs = rstd[row];
+                for (int64_t c = 0; c < C; c++) dxr[c] = rs * (dxr[c] - m1[i] - hr[c] * m2[i]);
+            }
         }
     }
 }
@@ -280,15 +416,25 @@ void ln_simnorm_forward(const float *x, float *y, const float *bias, const float
     }
     float bound = sqrtf((float)(C - 1)) * gmax + bmax;
     int shifted = 2.0f * bound < 80.0f;
+    float means[4], rstds[4];
     for (int64_t r = 0; r < R; r++) {
         const float *xr = x + r * C;
         float *yr = y + r * C;
-        if (bias) {
-            for (int64_t c = 0; c < C; c++) yr[c] = xr[c] + bias[c];
-            xr = yr;
+        if (r % 4 == 0) {  /* the statistics of the next 4 rows side by side (layer_stats_rows) */
+            int n = R - r < 4 ? (int)(R - r) : 4;
+            const float *src[4];
+            for (int i = 0; i < n; i++) {
+                src[i] = x + (r + i) * C;
+                if (bias) {
+                    float *dst = y + (r + i) * C;
+                    for (int64_t c = 0; c < C; c++) dst[c] = src[i][c] + bias[c];
+                    src[i] = dst;
+                }
+            }
+            layer_stats_rows(src, n, C, eps, means, rstds);
         }
-        float rstd;
-        float mean = layer_stats(xr, C, eps, &rstd);
+        if (bias) xr = yr;
+        float rstd = rstds[r % 4], mean = means[r % 4];
         if (shifted) {
             for (int64_t c = 0; c < C; c++) yr[c] = fexp((xr[c] - mean) * rstd * gamma[c] + beta[c] - bound);
             if (dim == 8) {  /* the default simnorm_dim: a constant trip count gcc unrolls */
