@@ -481,3 +481,12 @@ def test_teaching_driver_summarises_the_whole_stage_after_a_partial_launch(tmp_p
                                       "--log-dir", str(tmp_path)])
     study.main()
     assert "launched" not in calls and calls["summary"][1:] == ([1], ["tdmpc2", "branches", "bound"])
+    calls.clear()  # stage 4 launches its two arms at 5k and reads the references, never launching them
+    monkeypatch.setattr(sys, "argv", ["teaching.py", "--stage", "4", "--seeds", "2", "--tasks", "cartpole-swingup",
+                                      "--log-dir", str(tmp_path)])
+    study.main()
+    launched = {r["name"]: r for r in calls["launched"]}
+    assert sorted(launched) == ["tdmpc2-utd3", "utd3"] and all(r["steps"] == 5000 for r in launched.values())
+    assert launched["utd3"]["updates_per_step"] == 3 and launched["utd3"]["return_bound"] == "all"
+    assert launched["tdmpc2-utd3"]["updates_per_step"] == 3 and not launched["tdmpc2-utd3"]["hybrid_mpc"]
+    assert calls["summary"][2] == ["tdmpc2", "bound", "utd3", "tdmpc2-utd3"]
