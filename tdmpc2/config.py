@@ -134,7 +134,8 @@ def _teaching(cfg) -> None:
 
 def _bridge_and_trust(cfg) -> None:
     """bridge_weight: a number in [0, 1], schedule or adaptive; the trust ramp 0 <= low < high,
-    smoothing in (0, 1]."""
+    smoothing in (0, 1]; hybrid_eval always or expert."""
+    _choice(cfg, "hybrid_eval", ("always", "expert"))
     if cfg.bridge_weight not in ("schedule", "adaptive"):
         try:
             cfg.bridge_weight = _num(cfg, "bridge_weight", float, low=0, high=1)

@@ -97,6 +97,14 @@ class HybridTDMPC2(TDMPC2):
         if self.hybrid is not None:
             self.hybrid.observe_evaluation(learned_return, hybrid_return, self.hybrid.is_expert(hybrid_horizon))
 
+    def needs_hybrid_evaluation(self, hybrid_horizon: int) -> bool:
+        """Whether an evaluation at H_c = `hybrid_horizon` should score the hybrid planner: always
+        with hybrid_eval=always; with hybrid_eval=expert only while the trust has no expert return
+        yet or when this evaluation would be one (the trust needs nothing else from it)."""
+        if self.hybrid is None or self.cfg.hybrid_eval == "always":
+            return True
+        return self.hybrid.trust.expert_evals == 0 or self.hybrid.is_expert(hybrid_horizon)
+
     @property
     def bridge_weight(self) -> float:
         return self.hybrid.bridge_weight() if self.hybrid is not None and self.classical_horizon > 0 else 0.0

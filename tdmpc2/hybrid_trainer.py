@@ -4,6 +4,10 @@
   schedule's current H_c) and the learned-only planner (H_c = 0). Episode i of both uses the
   same env seed, derived from (seed, step, i); the training env's RNG stream is restored after
   the evaluation, so evaluating never changes the training episodes.
+* `hybrid_eval=expert`: the hybrid planner is scored only while the trust needs its return (the
+  simulator-only expert's, H_c = max); other evaluations write NaN in its columns and skip its
+  episodes, the dearest of an evaluation on a CPU. Skipping them leaves the torch random stream
+  of later training in another state than scoring them: same experiment, another draw.
 * Every evaluation also plays the same episodes with the policy prior alone (`prior_*`
   columns: a forward pass per step, the RNG left untouched).
 * `seed_policy=classical`: the classical planner on the simulator, plus noise, acts during the
@@ -141,17 +145,20 @@ class HybridTrainer(OnlineTrainer):
         agent = self.agent
         horizon = getattr(agent, "classical_horizon", 0)
         rng = self.env.get_rng_state() if hasattr(self.env, "get_rng_state") else None
+        skip = horizon > 0 and hasattr(agent, "needs_hybrid_evaluation") and not agent.needs_hybrid_evaluation(horizon)
         try:
-            hybrid = self._run_episodes()
+            hybrid = None if skip else self._run_episodes()
             if horizon > 0:
                 with agent.learned_only():
-                    learned = self._run_episodes(record_video=False)
+                    learned = self._run_episodes(record_video=skip)
             else:
                 learned = hybrid
             prior = self._run_episodes(record_video=False, actor=PolicyPriorActor(agent))
         finally:
             if rng is not None:
                 self.env.set_rng_state(rng)
+        if skip:  # hybrid_eval=expert: the hybrid planner was not scored (NaN in its columns)
+            hybrid = {k: float("nan") for k in learned}
         if hasattr(agent, "observe_evaluation"):  # the trust in the learned planner (tdmpc2.hand_over)
             agent.observe_evaluation(learned["episode_reward"], hybrid["episode_reward"], horizon)
         metrics = dict(hybrid)

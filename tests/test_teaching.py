@@ -490,3 +490,25 @@ def test_teaching_driver_summarises_the_whole_stage_after_a_partial_launch(tmp_p
     assert launched["utd3"]["updates_per_step"] == 3 and launched["utd3"]["return_bound"] == "all"
     assert launched["tdmpc2-utd3"]["updates_per_step"] == 3 and not launched["tdmpc2-utd3"]["hybrid_mpc"]
     assert calls["summary"][2] == ["tdmpc2", "bound", "utd3", "tdmpc2-utd3"]
+
+
+def test_hybrid_eval_expert_scores_the_hybrid_planner_only_when_the_trust_needs_it(tmp_path):
+    """hybrid_eval=expert: the first evaluation (H_c = max, the expert) scores the hybrid planner;
+    later ones at 0 < H_c < max write NaN for it and still score the learned-only planner and the
+    prior and update the trust; at H_c = 0 both columns are the learned planner's."""
+    import math
+
+    import pandas as pd
+
+    run_trainer(tmp_path, hybrid_eval="expert", eval_freq=40, transition_steps=100)
+    rows = pd.read_csv(tmp_path / "eval.csv")
+    assert len(rows) >= 4 and rows.eval_classical_horizon.iloc[0] == rows.eval_classical_horizon.max() > 0
+    assert math.isfinite(rows.episode_reward.iloc[0]) and rows.expert_return.iloc[0] == rows.episode_reward.iloc[0]
+    middle = rows[(rows.eval_classical_horizon > 0) & (rows.index > 0)]
+    last = rows[rows.eval_classical_horizon == 0]
+    assert len(middle) >= 2 and middle.episode_reward.isna().all()
+    assert middle.learned_episode_reward.notna().all() and middle.prior_episode_reward.notna().all()
+    assert (rows.expert_return == rows.episode_reward.iloc[0]).all() and rows.trust.notna().all()
+    assert len(last) >= 1 and (last.episode_reward == last.learned_episode_reward).all()
+    with pytest.raises(ConfigError, match="hybrid_eval"):
+        load_config(task="cartpole-balance", hybrid_eval="sometimes")
