@@ -95,17 +95,19 @@ class TDMPC2:
         """`mppi_iterations` rounds of sampling around `mean` (T, A), scoring with `value_fn`
         (actions (T, N, A) -> values (N, 1)) and refitting to the elites. The `fixed` candidates
         (T, P, A) are part of every round. The std starts at max_std."""
-        cfg = self.cfg
+        cfg = self.cfg  # read once: an OmegaConf lookup costs ~10-20 us, 36 of them per plan otherwise
+        N, elites, temperature = cfg.num_samples, cfg.num_elites, cfg.temperature
+        min_std, max_std = cfg.min_std, cfg.max_std
         T, A = mean.shape
         P = fixed.shape[1]
-        std = torch.full_like(mean, cfg.max_std)
-        actions = torch.empty(T, cfg.num_samples, A, device=self.device)
+        std = torch.full_like(mean, max_std)
+        actions = torch.empty(T, N, A, device=self.device)
         actions[:, :P] = fixed
         result = None
         for _ in range(cfg.mppi_iterations):
-            sample_actions(mean, std, cfg.num_samples - P, out=actions[:, P:])
+            sample_actions(mean, std, N - P, out=actions[:, P:])
             values = value_fn(actions)
-            result = elite_update(actions, values, cfg.num_elites, cfg.temperature, cfg.min_std, cfg.max_std)
+            result = elite_update(actions, values, elites, temperature, min_std, max_std)
             mean, std = result.mean, result.std
         return result
 
