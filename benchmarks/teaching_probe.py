@@ -9,9 +9,13 @@ rebuilds the agent, and the same seeded evaluation episodes are played by:
               so one Gaussian sample is left): the learned model and Q only choose among the
               prior's own trajectories
 
+  min-q       the planner with a pessimistic terminal value: the minimum over all Q heads instead of
+              the mean of two drawn heads (the ensemble's disagreement discounts candidates the
+              data never showed)
+
 If `prior-only` beats `planner`, the learned model's values rank the Gaussian candidates (actions
 the data never showed) above the prior's; if `prior` beats `prior-only`, they misrank the prior's
-trajectories too.
+trajectories too; if `min-q` beats `planner`, the misranking is the heads' optimism off the data.
 
     python benchmarks/teaching_probe.py --runs logs/teaching/cartpole-swingup/1/handover-10k \
         --steps 4000 5000 6000 --out results/teaching/probe.csv
@@ -34,7 +38,7 @@ from tdmpc2.config import load_config  # noqa: E402
 
 PLANNER_KEYS = ("task", "seed", "episode_length", "model_size", "num_samples", "iterations", "num_elites",
                 "num_pi_trajs", "horizon", "temperature", "min_std", "max_std", "matmul_precision")
-VARIANTS = ("planner", "prior", "prior-only")
+VARIANTS = ("planner", "prior", "prior-only", "min-q")
 
 
 def run_config(run_dir: str, **overrides):
@@ -59,7 +63,20 @@ def variant_actor(variant: str, run_dir: str, checkpoint: str):
         cfg = run_config(run_dir, num_pi_trajs=cfg.num_samples - 1)
     agent = TDMPC2(cfg)
     agent.load(checkpoint)
+    if variant == "min-q":
+        _pessimistic_terminal_value(agent)
     return cfg, PolicyPriorActor(agent) if variant == "prior" else agent
+
+
+def _pessimistic_terminal_value(agent) -> None:
+    """Planning's terminal value (the only "avg" Q query in act) becomes the min over all heads."""
+    model, every = agent.model, torch.arange(agent.model.num_q)
+    q = model.Q
+
+    def pessimistic(z, a, heads, reduce="avg", **kwargs):
+        return q(z, a, every, "min", **kwargs) if reduce == "avg" else q(z, a, heads, reduce, **kwargs)
+
+    model.Q = pessimistic
 
 
 def probe(run_dir: str, step: int, variant: str, episodes: int) -> dict:

@@ -347,6 +347,12 @@ def test_teaching_probe_replays_saved_weights_with_each_variant(tmp_path):
     only, _ = probe.variant_actor("prior-only", str(tmp_path), checkpoint)
     assert (only.num_pi_trajs, only.num_samples) == (cfg.num_samples - 1, cfg.num_samples)
     assert isinstance(probe.variant_actor("prior", str(tmp_path), checkpoint)[1], PolicyPriorActor)
+    _, pessimist = probe.variant_actor("min-q", str(tmp_path), checkpoint)
+    model, z = pessimist.model, torch.randn(7, cfg.latent_dim)
+    a = torch.rand(7, cfg.action_dim) * 2 - 1
+    with torch.no_grad():
+        every = model._decode(model.Q_logits(z, a, torch.arange(model.num_q)))
+        assert torch.allclose(model.Q(z, a, model.random_pair(), "avg"), every.min(0).values)
     for variant in probe.VARIANTS:
         first, again = (probe.probe(str(tmp_path), 0, variant, episodes=2) for _ in range(2))
         assert len(first["returns"].split()) == 2 and first["step"] == 0 and first["variant"] == variant
