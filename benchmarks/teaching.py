@@ -203,7 +203,7 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None)
     print(learned.round(1).to_string())
     print("\narea under the curve (mean return over training), IQM [95% CI]")
     for r in auc_rows:
-        print(f"  {r['task']:<18}{r['arm']:<10}{r['metric']:<8} up to {r['up_to_step']:>6}: "
+        print(f"  {r['task']:<18}{r['arm']:<13}{r['metric']:<8} up to {r['up_to_step']:>6}: "
               f"{r['auc']:7.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
     target_check(table, tasks, arms)
     plot(table, tasks, arms, os.path.join(out_dir, f"{tag}.png"))
