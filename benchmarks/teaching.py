@@ -167,12 +167,10 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None)
     import pandas as pd
 
     rows, auc_rows = [], []
-    full = STAGES[2]["steps"]
     for task in tasks:
         for arm in arms:
             for metric in ("learned", "prior"):
-                reference = arm in references
-                max_step = full if reference and arm == "tdmpc2" else steps
+                max_step = references.get(arm, steps) if arm == "tdmpc2" else steps  # the bar runs to its own end
                 found = curves(log_dir, task, seeds, arm, metric, max_step, references.get(arm))
                 if found is None:
                     continue

@@ -261,21 +261,29 @@ static inline float layer_stats(const float *x, int64_t C, float eps, float *rst
 /* layer_stats of n <= 4 rows. With AVX-512 and 4 rows, the rows' sums run side by side (4
    dependency chains instead of 1), each row's lanes, tail and order exactly as in row_sum and
    row_sq_dev, so the results are the same bit for bit. */
+#if defined(__AVX512F__)
+/* The scalar tail's sum, then the 16 lanes of s added in lane order: how row_sum, row_sq_dev and
+   row_dot finish their 16 partial sums. */
+static inline float lane_total(__m512 s, float tail) {
+    float lanes[16];
+    _mm512_storeu_ps(lanes, s);
+    for (int j = 0; j < 16; j++) tail += lanes[j];
+    return tail;
+}
+#endif
+
 static inline void layer_stats_rows(const float *const *x, int n, int64_t C, float eps, float *mean, float *rstd) {
 #if defined(__AVX512F__)
     if (n == 4 && C >= 16) {
-        float lanes[4][16];
         __m512 s[4];
         int64_t c0 = C / 16 * 16;
         for (int i = 0; i < 4; i++) s[i] = _mm512_setzero_ps();
         for (int64_t c = 0; c < c0; c += 16)
             for (int i = 0; i < 4; i++) s[i] = _mm512_add_ps(s[i], _mm512_loadu_ps(x[i] + c));
         for (int i = 0; i < 4; i++) {
-            _mm512_storeu_ps(lanes[i], s[i]);
             float t = 0.0f;
             for (int64_t c = c0; c < C; c++) t += x[i][c];
-            for (int j = 0; j < 16; j++) t += lanes[i][j];
-            mean[i] = t / (float)C;
+            mean[i] = lane_total(s[i], t) / (float)C;
             s[i] = _mm512_setzero_ps();
         }
         for (int64_t c = 0; c < c0; c += 16)
@@ -284,16 +292,29 @@ static inline void layer_stats_rows(const float *const *x, int n, int64_t C, flo
                 s[i] = _mm512_add_ps(s[i], _mm512_mul_ps(d, d));
             }
         for (int i = 0; i < 4; i++) {
-            _mm512_storeu_ps(lanes[i], s[i]);
             float t = 0.0f;
             for (int64_t c = c0; c < C; c++) { float d = x[i][c] - mean[i]; t += d * d; }
-            for (int j = 0; j < 16; j++) t += lanes[i][j];
-            rstd[i] = 1.0f / sqrtf(t / (float)C + eps);
+            rstd[i] = 1.0f / sqrtf(lane_total(s[i], t) / (float)C + eps);
         }
         return;
     }
 #endif
     for (int i = 0; i < n; i++) mean[i] = layer_stats(x[i], C, eps, rstd + i);
+}
+
+/* Rows first .. first + n - 1 (n <= 4) of x (R, C): their sources (x's rows, or with a bias
+   x + bias written into y's rows) and layer_stats_rows of them; bias (C,) or NULL. */
+static inline void prepare_rows(const float *x, float *y, const float *bias, int64_t first, int n, int64_t C,
+                                float eps, const float **src, float *mean, float *rstd) {
+    for (int i = 0; i < n; i++) {
+        src[i] = x + (first + i) * C;
+        if (bias) {
+            float *dst = y + (first + i) * C;
+            for (int64_t c = 0; c < C; c++) dst[c] = src[i][c] + bias[c];
+            src[i] = dst;
+        }
+    }
+    layer_stats_rows(src, n, C, eps, mean, rstd);
 }
 
 /* y = Mish(gamma xhat + beta), xhat = (x + bias - mean) rstd per row; bias (K, C) or NULL (then
@@ -307,17 +328,7 @@ void ln_mish_forward(const float *x, float *y, const float *bias, const float *g
             int n = R - r < 4 ? (int)(R - r) : 4;
             const float *src[4];
             float mean[4], rstd[4];
-            for (int i = 0; i < n; i++) {
-                int64_t row = k * R + r + i;
-                src[i] = x + row * C;
-                if (bias) {
-                    const float *br = bias + k * C;
-                    float *yr = y + row * C;
-                    for (int64_t c = 0; c < C; c++) yr[c] = src[i][c] + br[c];
-                    src[i] = yr;
-                }
-            }
-            layer_stats_rows(src, n, C, eps, mean, rstd);
+            prepare_rows(x, y, bias ? bias + k * C : NULL, k * R + r, n, C, eps, src, mean, rstd);
             for (int i = 0; i < n; i++) {
                 int64_t row = k * R + r + i;
                 if (xhat_out) rstd_out[row] = rstd[i];
@@ -346,7 +357,6 @@ static inline float row_dot(const float *x, const float *y, int64_t n) {
 static inline void grad_stats_rows(const float *dx, const float *h, int n, int64_t C, float *m1, float *m2) {
 #if defined(__AVX512F__)
     if (n == 4 && C >= 16) {
-        float lanes[2][4][16];
         __m512 s[4], d[4];
         int64_t c0 = C / 16 * 16;
         for (int i = 0; i < 4; i++) { s[i] = _mm512_setzero_ps(); d[i] = _mm512_setzero_ps(); }
@@ -357,15 +367,11 @@ static inline void grad_stats_rows(const float *dx, const float *h, int n, int64
                 d[i] = _mm512_add_ps(d[i], _mm512_mul_ps(v, _mm512_loadu_ps(h + i * C + c)));
             }
         for (int i = 0; i < 4; i++) {
-            _mm512_storeu_ps(lanes[0][i], s[i]);
-            _mm512_storeu_ps(lanes[1][i], d[i]);
             float t = 0.0f, u = 0.0f;
             for (int64_t c = c0; c < C; c++) t += dx[i * C + c];
-            for (int j = 0; j < 16; j++) t += lanes[0][i][j];
             for (int64_t c = c0; c < C; c++) u += dx[i * C + c] * h[i * C + c];
-            for (int j = 0; j < 16; j++) u += lanes[1][i][j];
-            m1[i] = t / (float)C;
-            m2[i] = u / (float)C;
+            m1[i] = lane_total(s[i], t) / (float)C;
+            m2[i] = lane_total(d[i], u) / (float)C;
         }
         return;
     }
@@ -421,17 +427,8 @@ void ln_simnorm_forward(const float *x, float *y, const float *bias, const float
         const float *xr = x + r * C;
         float *yr = y + r * C;
         if (r % 4 == 0) {  /* the statistics of the next 4 rows side by side (layer_stats_rows) */
-            int n = R - r < 4 ? (int)(R - r) : 4;
             const float *src[4];
-            for (int i = 0; i < n; i++) {
-                src[i] = x + (r + i) * C;
-                if (bias) {
-                    float *dst = y + (r + i) * C;
-                    for (int64_t c = 0; c < C; c++) dst[c] = src[i][c] + bias[c];
-                    src[i] = dst;
-                }
-            }
-            layer_stats_rows(src, n, C, eps, means, rstds);
+            prepare_rows(x, y, bias, r, R - r < 4 ? (int)(R - r) : 4, C, eps, src, means, rstds);
         }
         if (bias) xr = yr;
         float rstd = rstds[r % 4], mean = means[r % 4];
