@@ -18,6 +18,8 @@ Arms (each adds to the one before, except `tdmpc2` and `hybrid`):
   bound     + return lower bounds on every stored transition's Q target (return_bound=all)
   utd3      + three gradient updates per agent step after pre-training (updates_per_step=3)
   tdmpc2-utd3  plain TD-MPC2 with three updates per agent step (the control of utd3)
+  elites       utd3 + elite branches: after pre-training, one more branch a step, an elite of the
+               learned-only planner's MPPI at the live state simulated on the simulator
 
 Stage 1 (screening): 1 seed, cartpole-swingup, 5k agent steps, all arms.
 Stage 2 (confirmation): 3 seeds, cartpole-swingup and pendulum-swingup, 10k agent steps,
@@ -29,6 +31,9 @@ them: TD-MPC2 to 10k (the bar) and the branches arm to 5k; areas are over 0-5k f
 Stage 4 (the update-to-data ratio): as stage 3, with the arms utd3 (the bound arm with three
 updates per agent step) and tdmpc2-utd3 (plain TD-MPC2 with three); the references are TD-MPC2
 to 10k and the bound arm's stage-3 runs.
+Stage 5 (elite branches): as stage 4, the arm elites against TD-MPC2 to 10k and utd3 to 5k.
+Every summary also reports the gated learned agent (tdmpc2.gate: the planner or the prior alone,
+whichever the previous evaluation scored higher), recomputed from each run's logged returns.
 
     python benchmarks/teaching.py --stage 1 --jobs 2
     python benchmarks/teaching.py --stage 2 --arms tdmpc2 distill --jobs 2
@@ -70,14 +75,22 @@ ARMS["bound"] = dict(ARMS["branches"], return_bound="all")
 # steps after the same pre-training); the plain TD-MPC2 control asks whether the updates alone do it
 ARMS["utd3"] = dict(ARMS["bound"], updates_per_step=3)
 ARMS["tdmpc2-utd3"] = dict(hybrid_mpc=False, updates_per_step=3)
+# utd3 plus one elite branch a step after pre-training: the learned-only planner's own elite
+# candidates simulated from the live state (tdmpc2.branches), beside the uniform branches
+ARMS["elites"] = dict(ARMS["utd3"], branch_elite_prob=1.0)
 STAGES = {1: dict(tasks=["cartpole-swingup"], seeds=[1], steps=5000, arms=list(ARMS)),
           2: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=10000,
                   arms=["tdmpc2"], summary_arms=["tdmpc2", "branches"]),
           3: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=5000,
                   arms=["bound"], references={"tdmpc2": 10000, "branches": 10000}),
           4: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=5000,
-                  arms=["utd3", "tdmpc2-utd3"], references={"tdmpc2": 10000, "bound": 5000})}
-METRICS = {"learned": "learned_episode_reward", "prior": "prior_episode_reward", "own": "episode_reward"}
+                  arms=["utd3", "tdmpc2-utd3"], references={"tdmpc2": 10000, "bound": 5000}),
+          5: dict(tasks=["cartpole-swingup", "pendulum-swingup"], seeds=[1, 2, 3], steps=5000,
+                  arms=["elites"], references={"tdmpc2": 10000, "utd3": 5000})}
+METRICS = {"learned": "learned_episode_reward", "prior": "prior_episode_reward", "own": "episode_reward",
+           "gated": "gated_episode_reward"}
+SUMMARY_METRICS = ("learned", "prior", "gated")
+TITLES = {"learned": "learned-only planner", "prior": "policy prior", "gated": "gated learned agent"}
 
 
 def run_name(arm: str, steps: int) -> str:
@@ -132,12 +145,26 @@ def _union(first: list, second: list) -> list:
 def curves(log_dir, task, seeds, arm, metric, max_step, run_steps=None) -> tuple[np.ndarray, np.ndarray] | None:
     """(steps (S,), returns (seeds, S)) at the evaluations every listed seed reached, <= max_step,
     from the runs of `run_steps` agent steps (default max_step)."""
-    frames = [read_eval(work_dir(log_dir, task, seed, run_name(arm, run_steps or max_step))) for seed in seeds]
+    frames = [with_gated(read_eval(work_dir(log_dir, task, seed, run_name(arm, run_steps or max_step))))
+              for seed in seeds]
     frames = [f for f in frames if f is not None and METRICS[metric] in f]
     if len(frames) < len(seeds):
         return None
     found = aligned(frames, METRICS[metric], max_step)
     return None if found is None else (np.asarray(found[0]), found[1])
+
+
+def with_gated(frame):
+    """A run's evaluations with the gated learned agent's return (tdmpc2.gate): the logged column
+    of a run with learned_gate=prior, else the gate's rule (margin 0) over its logged planner and
+    prior returns. The gate changes no training, so both are the same agent's curve."""
+    if frame is None or METRICS["gated"] in frame or METRICS["prior"] not in frame:
+        return frame
+    from tdmpc2.gate import gated_returns
+
+    frame = frame.drop_duplicates("step", keep="last").sort_values("step").copy()
+    frame[METRICS["gated"]] = gated_returns(frame[METRICS["learned"]], frame[METRICS["prior"]])
+    return frame
 
 
 def iqm_interval(values: np.ndarray, reps: int = 2000):
@@ -169,7 +196,7 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None)
     rows, auc_rows = [], []
     for task in tasks:
         for arm in arms:
-            for metric in ("learned", "prior"):
+            for metric in SUMMARY_METRICS:
                 max_step = references.get(arm, steps) if arm == "tdmpc2" else steps  # the bar runs to its own end
                 found = curves(log_dir, task, seeds, arm, metric, max_step, references.get(arm))
                 if found is None:
@@ -196,9 +223,10 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None)
     table, auc = pd.DataFrame(rows), pd.DataFrame(auc_rows)
     table.to_csv(os.path.join(out_dir, f"{tag}.csv"), index=False)
     auc.to_csv(os.path.join(out_dir, f"{tag}_auc.csv"), index=False)
-    learned = table[table.metric == "learned"].pivot_table(index=["task", "step"], columns="arm", values="iqm")
-    print(f"\nlearned-only planner, IQM over seeds {seeds} (agent steps; env steps = 2x)")
-    print(learned.round(1).to_string())
+    for metric in ("learned", "gated"):
+        pivot = table[table.metric == metric].pivot_table(index=["task", "step"], columns="arm", values="iqm")
+        print(f"\n{TITLES[metric]}, IQM over seeds {seeds} (agent steps; env steps = 2x)")
+        print(pivot.round(1).to_string())
     print("\narea under the curve (mean return over training), IQM [95% CI]")
     for r in auc_rows:
         print(f"  {r['task']:<18}{r['arm']:<13}{r['metric']:<8} up to {r['up_to_step']:>6}: "
@@ -224,17 +252,20 @@ def report_partial(log_dir, tasks, seeds, arms, steps):
 
 
 def target_check(table, tasks, arms):
-    """The issue's target: the learned-only planner of an arm at 5k >= TD-MPC2 at 10k."""
-    learned = table[table.metric == "learned"]
-    for task in tasks:
-        ref = learned[(learned.task == task) & (learned.arm == "tdmpc2") & (learned.step == 10000)]
-        if ref.empty:
-            continue
-        for arm in arms:
-            row = learned[(learned.task == task) & (learned.arm == arm) & (learned.step == 5000)]
-            if arm != "tdmpc2" and not row.empty:
-                a, b = float(row.iqm.iloc[0]), float(ref.iqm.iloc[0])
-                print(f"  target {task}: {arm} at 5k {a:.1f} vs TD-MPC2 at 10k {b:.1f}: {'met' if a >= b else 'not met'}")
+    """The issue's target: the learned-only planner of an arm at 5k >= TD-MPC2's at 10k; and the
+    same for the gated learned agents (against TD-MPC2's own gated agent at 10k)."""
+    for metric in ("learned", "gated"):
+        rows = table[table.metric == metric]
+        for task in tasks:
+            ref = rows[(rows.task == task) & (rows.arm == "tdmpc2") & (rows.step == 10000)]
+            if ref.empty:
+                continue
+            for arm in arms:
+                row = rows[(rows.task == task) & (rows.arm == arm) & (rows.step == 5000)]
+                if arm != "tdmpc2" and not row.empty:
+                    a, b = float(row.iqm.iloc[0]), float(ref.iqm.iloc[0])
+                    print(f"  target {task} ({TITLES[metric]}): {arm} at 5k {a:.1f} vs TD-MPC2 at 10k {b:.1f}: "
+                          f"{'met' if a >= b else 'not met'}")
 
 
 def plot(table, tasks, arms, path):
@@ -243,9 +274,10 @@ def plot(table, tasks, arms, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 7), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(len(SUMMARY_METRICS), len(tasks), figsize=(5 * len(tasks), 10), squeeze=False,
+                             sharex=True)
     for col, task in enumerate(tasks):
-        for row, metric in enumerate(("learned", "prior")):
+        for row, metric in enumerate(SUMMARY_METRICS):
             ax = axes[row, col]
             for arm in arms:
                 d = table[(table.task == task) & (table.arm == arm) & (table.metric == metric)]
@@ -253,7 +285,7 @@ def plot(table, tasks, arms, path):
                     continue
                 line, = ax.plot(d.env_step, d.iqm, marker="o", ms=3, label=arm)
                 ax.fill_between(d.env_step, d.ci_low, d.ci_high, color=line.get_color(), alpha=0.15)
-            ax.set_title(f"{task}: {'learned-only planner' if metric == 'learned' else 'policy prior'}")
+            ax.set_title(f"{task}: {TITLES[metric]}")
             ax.set_ylabel("return (IQM over seeds, 95% CI)")
             ax.grid(alpha=0.3)
         axes[-1, col].set_xlabel("env steps")

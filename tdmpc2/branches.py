@@ -15,6 +15,16 @@ update (consistency, reward, value, policy) sees them like any other slice.
 
     branch:  o(x_t), (a_0, r_0, o(x_1)), ..., (a_{H-1}, r_{H-1}, o(x_H)),   a_k ~ U[low, high]
 
+Elite branches (`branch_elite_prob`). Random actions show the model what arbitrary actions do;
+they need not be the ones its planner overrates. With probability `branch_elite_prob` per step
+after pre-training, the learned-only planner (TD-MPC2's MPPI, cold-started) plans at the live
+state, one of its elite sequences is drawn by the planner's own weights (as its action selection
+draws), and that sequence is simulated and stored like a uniform branch: the model and critic
+learn the true outcome of exactly what the planner would do there (DAgger for the model, with
+the simulator as the oracle and no environment step spent).
+
+    elite branch:  a_{0..H-1} = elite_k of MPPI(o(x_t)),  k ~ weights
+
 Branches have length H (the update's horizon), so each is exactly one training slice. They do
 not count as agent steps: like the hybrid planner's prefixes, they are simulator queries, not
 actions taken in the environment. Tasks that terminate early are refused (the interface models no
@@ -29,6 +39,7 @@ import numpy as np
 import torch
 
 from tdmpc2.common.buffer import _FIELDS, SOURCES, Batch, Buffer, Provenance
+from tdmpc2.common.mppi import EliteUpdate, gumbel_select
 
 SIMULATED = len(SOURCES)  # source code of a branch transition (after the buffer's random..learned)
 
@@ -38,6 +49,7 @@ class BranchConfig:
     """The branch keys of a config (numbers only)."""
     branch_prob: float = 0.0
     branch_share: float = 0.25
+    branch_elite_prob: float = 0.0
 
     @classmethod
     def from_config(cls, cfg) -> "BranchConfig":
@@ -45,7 +57,7 @@ class BranchConfig:
 
     @property
     def active(self) -> bool:
-        return self.branch_prob > 0
+        return self.branch_prob > 0 or self.branch_elite_prob > 0
 
 
 def uniform_actions(horizon: int, low: np.ndarray, high: np.ndarray) -> torch.Tensor:
@@ -53,6 +65,12 @@ def uniform_actions(horizon: int, low: np.ndarray, high: np.ndarray) -> torch.Te
     low_t = torch.as_tensor(np.asarray(low), dtype=torch.float32)
     high_t = torch.as_tensor(np.asarray(high), dtype=torch.float32)
     return low_t + (high_t - low_t) * torch.rand(horizon, low_t.numel())
+
+
+def drawn_elite(plan: EliteUpdate) -> torch.Tensor:
+    """(H, A): one elite sequence of an MPPI result, drawn by its weights (the planner's own
+    selection rule, `gumbel_select`)."""
+    return plan.elite_actions[:, gumbel_select(plan.weights)]
 
 
 def simulate_branch(interface, state: np.ndarray, actions: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -147,13 +165,22 @@ class SimulatedBranches:
         self.store = BranchStore(capacity, horizon, device=device, seed=seed + 7919)
         self.low, self.high = interface.action_bounds()
 
-    def maybe_branch(self) -> bool:
-        """With probability branch_prob, simulate one branch from the live state and store it."""
-        if float(torch.rand(())) >= self.config.branch_prob:
-            return False
-        actions = uniform_actions(self.horizon, self.low, self.high)
+    def maybe_branch(self, propose=None) -> tuple[bool, bool]:
+        """With probability branch_prob, simulate one uniform branch from the live state; then,
+        when `propose` (() -> (H, A) planner actions) is given, with probability branch_elite_prob
+        one branch of its actions. Returns (uniform added, elite added). With branch_elite_prob
+        = 0 no further random draw is made."""
+        uniform = float(torch.rand(())) < self.config.branch_prob
+        if uniform:
+            self._add(uniform_actions(self.horizon, self.low, self.high))
+        elite = (propose is not None and self.config.branch_elite_prob > 0
+                 and float(torch.rand(())) < self.config.branch_elite_prob)
+        if elite:
+            self._add(propose())
+        return uniform, elite
+
+    def _add(self, actions: torch.Tensor) -> None:
         self.store.add(simulate_branch(self.interface, self.interface.get_state(), actions))
-        return True
 
     def mixed(self, buffer: Buffer) -> "MixedBatches":
         return MixedBatches(buffer, self.store, self.config.branch_share)

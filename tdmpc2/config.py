@@ -112,21 +112,25 @@ def _teaching(cfg) -> None:
     """Learning from the simulator (tdmpc2.teaching)."""
     cfg.distill_coef = _num(cfg, "distill_coef", float, low=0)
     cfg.distill_bc_updates = _num(cfg, "distill_bc_updates", int, low=0)
-    for key in ("expert_fraction", "learner_episode_prob", "relabel_fraction", "branch_prob", "branch_share"):
+    for key in ("expert_fraction", "learner_episode_prob", "relabel_fraction", "branch_prob", "branch_share",
+                "branch_elite_prob"):
         cfg[key] = _num(cfg, key, float, low=0, high=1)
     for key in ("distill_schedule", "expert_schedule"):
         _choice(cfg, key, ("constant", "horizon", "trust"))
     _bool(cfg, "distill_q_filter")
     _choice(cfg, "return_bound", ("none", "expert", "all"))
+    _choice(cfg, "learned_gate", ("none", "prior"))
+    cfg.learned_gate_margin = _num(cfg, "learned_gate_margin", float, low=0)
     if cfg.relabel_fraction > 0 and cfg.learner_episode_prob == 0:
         raise ConfigError("Config key 'relabel_fraction' labels the states of hand-over episodes; it needs "
                           "learner_episode_prob > 0.")
-    if cfg.branch_prob > 0 and cfg.episodic:
-        raise ConfigError("Config key 'branch_prob': simulated branches model no early termination; they need "
-                          "episodic=false (set branch_prob=0 for this task).")
-    if cfg.branch_prob > 0 and not 0 < cfg.branch_share < 1:
-        raise ConfigError(f"Config key 'branch_share' must be in (0, 1) when branch_prob > 0 (a share of every batch "
-                          f"drawn from the branches), got {cfg.branch_share}.")
+    branching = [k for k in ("branch_prob", "branch_elite_prob") if cfg[k] > 0]
+    if branching and cfg.episodic:
+        raise ConfigError(f"Config key '{branching[0]}': simulated branches model no early termination; they need "
+                          f"episodic=false (set it to 0 for this task).")
+    if branching and not 0 < cfg.branch_share < 1:
+        raise ConfigError(f"Config key 'branch_share' must be in (0, 1) when {branching[0]} > 0 (a share of every "
+                          f"batch drawn from the branches), got {cfg.branch_share}.")
     if cfg.distill_bc_updates > 0 and cfg.seed_policy != "classical":
         raise ConfigError("Config key 'distill_bc_updates' clones the classical seed data into the policy prior; it "
                           "needs seed_policy=classical.")

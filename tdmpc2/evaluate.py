@@ -9,7 +9,10 @@ Any key of tdmpc2/config.yaml can be overridden (hydra); the architecture keys (
 With `hybrid_mpc=true` two planners play the same episodes (same env seeds): the hybrid planner
 at H_c = `max_classical_horizon` (the schedule's start, whatever step a checkpoint was saved at)
 and the learned-only planner (H_c = 0), so one command compares planning with and without the
-simulator on top of one world model. Without it, TD-MPC2's own planner plays.
+simulator on top of one world model. Without it, TD-MPC2's own planner plays. With
+`learned_gate=prior` a `gated` agent plays too: the learned-only agent as the checkpoint's gate
+left it (the prior alone where its last evaluation beat the planner, else the planner;
+tdmpc2/gate.py), and the learned-only planner is scored with the gate suspended.
 
 Output, in `<work_dir>/evaluate/` (work_dir = `<log_dir>/<task>/<seed>/<exp_name>`):
 `<planner>.csv` (one row per episode: episode, seed, episode_reward, episode_success,
@@ -53,7 +56,7 @@ def load_agent(cfg: DictConfig, env):
     if not cfg.checkpoint:
         raise ConfigError("evaluate needs checkpoint=PATH (a models/*.pt of ours or a released upstream "
                           "TD-MPC2 checkpoint).")
-    agent = HybridTDMPC2(cfg, env) if cfg.hybrid_mpc else TDMPC2(cfg)
+    agent = HybridTDMPC2(cfg, env) if cfg.hybrid_mpc or cfg.learned_gate != "none" else TDMPC2(cfg)
     agent.load(str(cfg.checkpoint))
     if isinstance(agent, HybridTDMPC2):
         agent.update_training_step(0)
@@ -62,9 +65,21 @@ def load_agent(cfg: DictConfig, env):
 
 def planners(agent) -> dict[str, contextlib.AbstractContextManager]:
     """Planner name -> the context in which the agent plans that way."""
+    gate = getattr(agent, "gate", None)
     if getattr(agent, "hybrid", None) is None:
-        return {"tdmpc2": contextlib.nullcontext()}
-    return {"hybrid": contextlib.nullcontext(), "learned_only": agent.learned_only()}
+        out = {"tdmpc2": agent.gate_suspended() if gate is not None else contextlib.nullcontext()}
+    else:
+        out = {"hybrid": contextlib.nullcontext(), "learned_only": _learned_planner(agent)}
+    if gate is not None:
+        out["gated"] = agent.learned_only()
+    return out
+
+
+@contextlib.contextmanager
+def _learned_planner(agent):
+    """The learned-only planner itself (H_c = 0, the gate suspended)."""
+    with agent.learned_only(), agent.gate_suspended() if agent.gate is not None else contextlib.nullcontext():
+        yield agent
 
 
 def play_episode(agent, env, seed: int, video: VideoRecorder | None = None) -> dict:

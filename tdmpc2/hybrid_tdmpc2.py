@@ -20,6 +20,9 @@ from contextlib import contextmanager
 import torch
 
 from tdmpc2.common.buffer import is_expert
+from tdmpc2.common.device import matmul_precision
+from tdmpc2.common.mppi import EliteUpdate
+from tdmpc2.gate import PlannerGate
 from tdmpc2.hand_over import Trust
 from tdmpc2.tdmpc2 import TDMPC2
 from tdmpc2.teaching import TeachingConfig, distillation_loss, lower_bounded, return_bound
@@ -43,6 +46,8 @@ class HybridTDMPC2(TDMPC2):
         self.teaching = TeachingConfig.from_config(cfg)
         self._labels = None  # the expert labels of the batch being learned from (distillation)
         self._bound = self._raised = None  # its Q-target bounds (return_bound), the share they raised
+        self.gate = PlannerGate() if cfg.learned_gate == "prior" else None  # tdmpc2.gate
+        self._gate_suspended = False
         if not cfg.hybrid_mpc:
             return
         if env is None:
@@ -82,6 +87,39 @@ class HybridTDMPC2(TDMPC2):
         finally:
             self._learned_only = previous
 
+    # ------------------------------------------------------------------ the gate (tdmpc2.gate)
+    @property
+    def acts_with_prior(self) -> bool:
+        """Whether an eval-mode act now returns the prior's mean instead of planning: the gate is
+        on, not suspended, prefers the prior, and the agent acts learned-only (H_c = 0)."""
+        gate = self.gate
+        return (gate is not None and gate.use_prior and not self._gate_suspended
+                and self.classical_horizon == 0)
+
+    @contextmanager
+    def gate_suspended(self):
+        """Plan whatever the gate says inside the block (the planner's own evaluation)."""
+        previous, self._gate_suspended = self._gate_suspended, True
+        try:
+            yield self
+        finally:
+            self._gate_suspended = previous
+
+    def observe_gate(self, planner_return: float, prior_return: float) -> None:
+        """Feed one evaluation's learned-only planner and prior returns to the gate."""
+        if self.gate is not None:
+            self.gate = self.gate.observe(planner_return, prior_return, self.cfg.learned_gate_margin)
+
+    @torch.no_grad()
+    def act(self, obs, t0: bool = False, eval_mode: bool = False, task=None) -> torch.Tensor:
+        """TD-MPC2's act; in eval mode with the gate preferring the prior (`acts_with_prior`),
+        the prior's mean action, one forward pass and no planning."""
+        if not (eval_mode and self.acts_with_prior):
+            return super().act(obs, t0=t0, eval_mode=eval_mode, task=task)
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, -1)
+        with matmul_precision(self.cfg.matmul_precision):
+            return self.model.pi(self.model.encode(obs)).mean[0].cpu()
+
     # ------------------------------------------------------------------ planning
     @torch.no_grad()
     def plan(self, obs: torch.Tensor, t0: bool = False, eval_mode: bool = False) -> torch.Tensor:
@@ -90,6 +128,18 @@ class HybridTDMPC2(TDMPC2):
                 self.hybrid.reset()
             return super().plan(obs, t0=t0, eval_mode=eval_mode)
         return self.hybrid.plan(obs, t0=t0, eval_mode=eval_mode)
+
+    @torch.no_grad()
+    def learned_plan(self, obs) -> EliteUpdate:
+        """TD-MPC2's MPPI at `obs` from a cold start (as at an episode's first step), returning its
+        result and leaving the agent's warm start, last plan and planned action as they were (the
+        proposals of simulated elite branches, tdmpc2.branches)."""
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, -1)
+        with matmul_precision(self.cfg.matmul_precision):
+            z = self.model.encode(obs)
+            pi_actions = self.policy_trajectories(z, self.horizon, self.cfg.num_pi_trajs)
+            return self.mppi(lambda actions: self.estimate_value(z, actions), torch.zeros_like(self._prev_mean),
+                             pi_actions)
 
     def observe_evaluation(self, learned_return: float, hybrid_return: float, hybrid_horizon: int) -> None:
         """Feed one side-by-side evaluation (hybrid planner at H_c = `hybrid_horizon`) to the trust
@@ -213,6 +263,8 @@ class HybridTDMPC2(TDMPC2):
         state["hybrid"] = {"training_step": self.training_step}
         if self.hybrid is not None:
             state["hybrid"]["trust"] = self.hybrid.trust.state_dict()
+        if self.gate is not None:
+            state["hybrid"]["gate"] = self.gate.state_dict()
         return state
 
     def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
@@ -221,4 +273,6 @@ class HybridTDMPC2(TDMPC2):
         if hybrid is not None:
             if self.hybrid is not None and "trust" in hybrid:
                 self.hybrid.trust = Trust.from_state(hybrid["trust"])
+            if self.gate is not None and "gate" in hybrid:
+                self.gate = PlannerGate.from_state(hybrid["gate"])
             self.update_training_step(int(hybrid["training_step"]))

@@ -10,6 +10,9 @@
   of later training in another state than scoring them: same experiment, another draw.
 * Every evaluation also plays the same episodes with the policy prior alone (`prior_*`
   columns: a forward pass per step, the RNG left untouched).
+* `learned_gate=prior` (`tdmpc2.gate`): the planner is scored with the gate suspended, the
+  `gated_*` columns repeat the half (planner or prior) that the previous evaluation chose, with
+  `gated_source` 1 for the prior, and this evaluation then moves the gate.
 * `seed_policy=classical`: the classical planner on the simulator, plus noise, acts during the
   seed steps (`tdmpc2.teaching`), and `distill_bc_updates` behaviour-cloning updates follow the
   pre-training burst.
@@ -20,6 +23,7 @@
   the classical planner.
 * `branch_prob`: simulated branches (`tdmpc2.branches`), counterfactual transitions from the
   simulator at the live state; a share `branch_share` of every batch comes from them.
+  `branch_elite_prob`: after pre-training, branches of the learned-only planner's own elites.
 * Every evaluation feeds the trust in the learned planner (`tdmpc2.hand_over`), which moves
   H_c under `transition_schedule=adaptive` and w under `bridge_weight=adaptive`.
 * Every row carries the classical horizon, the bridge weight and the trust; train rows add the
@@ -55,7 +59,13 @@ class HybridTrainer(OnlineTrainer):
     def choose_action(self, episode):
         t0 = episode.num_steps == 0
         if self.branches is not None:  # from the live state, before the action changes it
-            self._episode_counts["branches"] += int(self.branches.maybe_branch())
+            propose = None
+            if self.pretrained:  # elite branches: what the learned-only planner would do here
+                from tdmpc2.branches import drawn_elite
+                propose = lambda: drawn_elite(self.agent.learned_plan(episode.obs[-1]))  # noqa: E731
+            uniform, elite = self.branches.maybe_branch(propose)
+            self._episode_counts["branches"] += int(uniform) + int(elite)
+            self._episode_counts["elite_branches"] += int(elite)
         if not self.pretrained:
             if self.seeder is not None:  # classical seeding (tdmpc2.teaching)
                 action, planned = self.seeder.act(t0=t0)
@@ -133,6 +143,8 @@ class HybridTrainer(OnlineTrainer):
             counts, self._episode_counts = self._episode_counts, Counter()
             if self.branches is not None:
                 out.update(branches=counts["branches"], branches_stored=len(self.branches.store))
+                if self.branches.config.branch_elite_prob > 0:
+                    out["elite_branches"] = counts["elite_branches"]
             if self.hand_over.probability > 0:
                 out.update(learner_steps=counts[LEARNED], relabelled_steps=counts["relabelled"],
                            handover_step=self.hand_over.start if self.hand_over.start is not None else -1)
@@ -146,13 +158,15 @@ class HybridTrainer(OnlineTrainer):
         horizon = getattr(agent, "classical_horizon", 0)
         rng = self.env.get_rng_state() if hasattr(self.env, "get_rng_state") else None
         skip = horizon > 0 and hasattr(agent, "needs_hybrid_evaluation") and not agent.needs_hybrid_evaluation(horizon)
+        gate = getattr(agent, "gate", None)
         try:
-            hybrid = None if skip else self._run_episodes()
-            if horizon > 0:
-                with agent.learned_only():
-                    learned = self._run_episodes(record_video=skip)
-            else:
-                learned = hybrid
+            with agent.gate_suspended() if gate is not None else nullcontext():  # the planner's own score
+                hybrid = None if skip else self._run_episodes()
+                if horizon > 0:
+                    with agent.learned_only():
+                        learned = self._run_episodes(record_video=skip)
+                else:
+                    learned = hybrid
             prior = self._run_episodes(record_video=False, actor=PolicyPriorActor(agent))
         finally:
             if rng is not None:
@@ -164,6 +178,11 @@ class HybridTrainer(OnlineTrainer):
         metrics = dict(hybrid)
         metrics.update({f"learned_{k}": v for k, v in learned.items()})
         metrics.update({f"prior_{k}": v for k, v in prior.items() if k != "episode_length"})
+        if gate is not None:  # the half chosen before these episodes, then this evaluation moves the gate
+            chosen = prior if gate.use_prior else learned
+            metrics.update({f"gated_{k}": v for k, v in chosen.items() if k != "episode_length"})
+            metrics["gated_source"] = int(gate.use_prior)
+            agent.observe_gate(learned["episode_reward"], prior["episode_reward"])
         metrics["eval_classical_horizon"] = horizon
         return metrics
 
@@ -242,9 +261,12 @@ def _branches(cfg, env, agent, buffer):
 
         interface = make_interface(cfg, env, planning_model="exact")
     if interface is None:
-        raise ConfigError(f"Config key 'branch_prob': simulated branches need hybrid_mpc=true and a task with a "
+        key = "branch_prob" if config.branch_prob > 0 else "branch_elite_prob"
+        raise ConfigError(f"Config key '{key}': simulated branches need hybrid_mpc=true and a task with a "
                           f"simulator interface; '{cfg.task}' has none here (set it to 0).")
-    capacity = max(min(int(cfg.buffer_size) // (int(cfg.horizon) + 1), int(cfg.steps)), 1)  # branches: as many entries as the replay at most
+    per_step = int(config.branch_prob > 0) + int(config.branch_elite_prob > 0)  # at most this many branches a step
+    # room for every branch of the run, as many entries as the replay at most
+    capacity = max(min(int(cfg.buffer_size) // (int(cfg.horizon) + 1), per_step * int(cfg.steps)), 1)
     device = buffer.device if buffer is not None else "cpu"
     return SimulatedBranches(config, interface, cfg.horizon, capacity, device=device, seed=cfg.seed)
 

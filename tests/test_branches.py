@@ -128,3 +128,74 @@ def test_branches_saved_in_the_first_format_still_load():
     store.load_state_dict(old.state_dict())
     assert store.added == 6 and len(store) == 4
     assert sorted(store.sample(300).obs[0, :, 0].unique().tolist()) == [2.0, 3.0, 4.0, 5.0]
+
+
+# ---------------------------------------------------------------- elite branches
+def test_the_learned_plan_is_tdmpc2s_cold_plan_and_leaves_the_agent_as_it_was():
+    from tdmpc2.common.mppi import EliteUpdate
+
+    cfg = load_config(task="cartpole-swingup", **SMALL)
+    agent = HybridTDMPC2(cfg)
+    obs = torch.randn(cfg.obs_shape["state"][0])
+    agent.act(obs, t0=True)  # a warm start and a last plan to keep
+    kept = agent._prev_mean.clone(), agent.last_plan, agent.planned_action
+    torch.manual_seed(3)
+    plan = agent.learned_plan(obs)
+    assert isinstance(plan, EliteUpdate) and plan.elite_actions.shape == (cfg.horizon, cfg.num_elites, 1)
+    assert torch.equal(agent._prev_mean, kept[0]) and agent.last_plan is kept[1] and agent.planned_action is kept[2]
+    torch.manual_seed(3)
+    agent.act(obs, t0=True, eval_mode=True)  # TD-MPC2's own plan at t0 with the same draws
+    assert torch.equal(agent.last_plan.elite_actions, plan.elite_actions)
+
+
+def test_drawn_elite_follows_the_planners_weights():
+    from tdmpc2.branches import drawn_elite
+    from tdmpc2.common.mppi import EliteUpdate
+
+    elites = torch.arange(3 * 4, dtype=torch.float32).reshape(3, 4, 1)
+    plan = EliteUpdate(mean=None, std=None, elite_actions=elites, weights=torch.tensor([0.0, 0.0, 1.0, 0.0]),
+                       elite_values=None)
+    assert torch.equal(drawn_elite(plan), elites[:, 2])
+    torch.manual_seed(0)
+    plan = plan._replace(weights=torch.tensor([0.7, 0.1, 0.1, 0.1]))
+    picks = torch.stack([drawn_elite(plan)[0, 0] for _ in range(2000)])
+    assert abs((picks == 0).float().mean().item() - 0.7) < 0.05  # binomial sd ~0.01
+
+
+def test_elite_branches_simulate_the_proposal_and_are_absent_when_off():
+    cfg = load_config(task="cartpole-swingup", hybrid_mpc=True, branch_prob=1.0, branch_elite_prob=1.0, **SMALL)
+    env = make_env(cfg)
+    env.reset(seed=2)
+    from tdmpc2.branches import SimulatedBranches
+
+    branches = SimulatedBranches(BranchConfig.from_config(cfg), make_interface(cfg, env, planning_model="exact"),
+                                 cfg.horizon, capacity=10)
+    proposal = torch.tensor([[0.5], [-0.25], [1.0]])
+    assert branches.maybe_branch(lambda: proposal) == (True, True) and len(branches.store) == 2
+    assert torch.equal(branches.store._data["action"][1, 1:], proposal)  # the second branch: the proposal
+    assert branches.maybe_branch(None) == (True, False)  # no proposal (before pre-training): uniform only
+
+    def never():
+        raise AssertionError("proposed with branch_elite_prob=0")
+    off = SimulatedBranches(BranchConfig(branch_prob=1.0), branches.interface, cfg.horizon, capacity=10)
+    torch.manual_seed(1)
+    assert off.maybe_branch(never) == (True, False)
+    after = torch.rand(())
+    torch.manual_seed(1)
+    off.maybe_branch()
+    assert torch.equal(torch.rand(()), after)  # no extra draw: runs without elite branches are unchanged
+
+
+def test_a_run_with_elite_branches_adds_one_per_step_after_pretraining(tmp_path):
+    import pandas as pd
+
+    trainer = run_trainer(tmp_path, steps=40, branch_elite_prob=1.0, branch_share=0.25)
+    store = trainer.branches.store
+    assert store.added == 40 - trainer.cfg.seed_steps  # one per action once pre-trained (steps 21..40)
+    rows = pd.read_csv(tmp_path / "train.csv")
+    # train rows count per episode; step 40's branch falls after the last row
+    assert rows.elite_branches.sum() == store.added - 1 and (rows.branches == rows.elite_branches).all()
+    with pytest.raises(ConfigError, match="branch_elite_prob"):
+        load_config(task="cartpole-balance", branch_elite_prob=2.0)
+    with pytest.raises(ConfigError, match="branch_elite_prob.*episodic"):
+        load_config(task="cartpole-balance", branch_elite_prob=0.5, episodic=True)
