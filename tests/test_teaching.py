@@ -496,6 +496,14 @@ def test_teaching_driver_summarises_the_whole_stage_after_a_partial_launch(tmp_p
     assert launched["utd3"]["updates_per_step"] == 3 and launched["utd3"]["return_bound"] == "all"
     assert launched["tdmpc2-utd3"]["updates_per_step"] == 3 and not launched["tdmpc2-utd3"]["hybrid_mpc"]
     assert calls["summary"][2] == ["tdmpc2", "bound", "utd3", "tdmpc2-utd3"]
+    calls.clear()  # stage 5: the elites arm is utd3 plus elite branches
+    monkeypatch.setattr(sys, "argv", ["teaching.py", "--stage", "5", "--seeds", "1", "--tasks", "cartpole-swingup",
+                                      "--log-dir", str(tmp_path)])
+    study.main()
+    (elites,) = calls["launched"]
+    assert elites["name"] == "elites" and elites["branch_elite_prob"] == 1.0 and elites["updates_per_step"] == 3
+    assert calls["summary"][2] == ["tdmpc2", "utd3", "elites"]
+    assert "utd3" not in study.STAGES[1]["arms"]  # stage 1 summarises the screened arms only
 
 
 def test_hybrid_eval_expert_scores_the_hybrid_planner_only_when_the_trust_needs_it(tmp_path):
