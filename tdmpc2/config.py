@@ -119,7 +119,9 @@ def _teaching(cfg) -> None:
         _choice(cfg, key, ("constant", "horizon", "trust"))
     _bool(cfg, "distill_q_filter")
     _choice(cfg, "return_bound", ("none", "expert", "all"))
-    _choice(cfg, "learned_gate", ("none", "prior"))
+    from tdmpc2.gate import MODES as GATE_MODES
+
+    _choice(cfg, "learned_gate", GATE_MODES)
     cfg.learned_gate_margin = _num(cfg, "learned_gate_margin", float, low=0)
     if cfg.relabel_fraction > 0 and cfg.learner_episode_prob == 0:
         raise ConfigError("Config key 'relabel_fraction' labels the states of hand-over episodes; it needs "

@@ -78,7 +78,7 @@ def planners(agent) -> dict[str, contextlib.AbstractContextManager]:
 @contextlib.contextmanager
 def _learned_planner(agent):
     """The learned-only planner itself (H_c = 0, the gate suspended)."""
-    with agent.learned_only(), agent.gate_suspended() if agent.gate is not None else contextlib.nullcontext():
+    with agent.learned_only(), agent.gate_suspended():
         yield agent
 
 

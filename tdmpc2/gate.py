@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-MODES = ("off", "prior")
+MODES = ("none", "prior")  # the values of `learned_gate`
 
 
 def prefers_prior(planner_return: float, prior_return: float, margin: float = 0.0) -> bool:

@@ -25,7 +25,7 @@ from tdmpc2.common.mppi import EliteUpdate
 from tdmpc2.gate import PlannerGate
 from tdmpc2.hand_over import Trust
 from tdmpc2.tdmpc2 import TDMPC2
-from tdmpc2.teaching import TeachingConfig, distillation_loss, lower_bounded, return_bound
+from tdmpc2.teaching import PolicyPriorActor, TeachingConfig, distillation_loss, lower_bounded, return_bound
 
 _WARNED: set = set()
 
@@ -79,13 +79,18 @@ class HybridTDMPC2(TDMPC2):
         return self.hybrid.get_classical_horizon()
 
     @contextmanager
-    def learned_only(self):
-        """Plan with H_c = 0 (plain TD-MPC2) inside the block, e.g. for the learned-only evaluation."""
-        previous, self._learned_only = self._learned_only, True
+    def _flag_set(self, name: str):
+        """The boolean attribute `name` is True inside the block, and as before after it."""
+        previous = getattr(self, name)
+        setattr(self, name, True)
         try:
             yield self
         finally:
-            self._learned_only = previous
+            setattr(self, name, previous)
+
+    def learned_only(self):
+        """Plan with H_c = 0 (plain TD-MPC2) inside the block, e.g. for the learned-only evaluation."""
+        return self._flag_set("_learned_only")
 
     # ------------------------------------------------------------------ the gate (tdmpc2.gate)
     @property
@@ -96,14 +101,9 @@ class HybridTDMPC2(TDMPC2):
         return (gate is not None and gate.use_prior and not self._gate_suspended
                 and self.classical_horizon == 0)
 
-    @contextmanager
     def gate_suspended(self):
         """Plan whatever the gate says inside the block (the planner's own evaluation)."""
-        previous, self._gate_suspended = self._gate_suspended, True
-        try:
-            yield self
-        finally:
-            self._gate_suspended = previous
+        return self._flag_set("_gate_suspended")
 
     def observe_gate(self, planner_return: float, prior_return: float) -> None:
         """Feed one evaluation's learned-only planner and prior returns to the gate."""
@@ -113,12 +113,10 @@ class HybridTDMPC2(TDMPC2):
     @torch.no_grad()
     def act(self, obs, t0: bool = False, eval_mode: bool = False, task=None) -> torch.Tensor:
         """TD-MPC2's act; in eval mode with the gate preferring the prior (`acts_with_prior`),
-        the prior's mean action, one forward pass and no planning."""
-        if not (eval_mode and self.acts_with_prior):
-            return super().act(obs, t0=t0, eval_mode=eval_mode, task=task)
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, -1)
-        with matmul_precision(self.cfg.matmul_precision):
-            return self.model.pi(self.model.encode(obs)).mean[0].cpu()
+        the prior alone, acting exactly as the evaluation that scored it (`PolicyPriorActor`)."""
+        if eval_mode and self.acts_with_prior:
+            return PolicyPriorActor(self).act(obs)
+        return super().act(obs, t0=t0, eval_mode=eval_mode, task=task)
 
     # ------------------------------------------------------------------ planning
     @torch.no_grad()
@@ -136,10 +134,7 @@ class HybridTDMPC2(TDMPC2):
         proposals of simulated elite branches, tdmpc2.branches)."""
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, -1)
         with matmul_precision(self.cfg.matmul_precision):
-            z = self.model.encode(obs)
-            pi_actions = self.policy_trajectories(z, self.horizon, self.cfg.num_pi_trajs)
-            return self.mppi(lambda actions: self.estimate_value(z, actions), torch.zeros_like(self._prev_mean),
-                             pi_actions)
+            return self.mppi_from(obs, torch.zeros_like(self._prev_mean))
 
     def observe_evaluation(self, learned_return: float, hybrid_return: float, hybrid_horizon: int) -> None:
         """Feed one side-by-side evaluation (hybrid planner at H_c = `hybrid_horizon`) to the trust

@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections import Counter
 from contextlib import nullcontext
 
+from tdmpc2.branches import drawn_elite
 from tdmpc2.teaching import CLASSICAL, HYBRID, LEARNED, RANDOM, HandOver
 from tdmpc2.trainer import OnlineTrainer
 
@@ -61,7 +62,6 @@ class HybridTrainer(OnlineTrainer):
         if self.branches is not None:  # from the live state, before the action changes it
             propose = None
             if self.pretrained:  # elite branches: what the learned-only planner would do here
-                from tdmpc2.branches import drawn_elite
                 propose = lambda: drawn_elite(self.agent.learned_plan(episode.obs[-1]))  # noqa: E731
             uniform, elite = self.branches.maybe_branch(propose)
             self._episode_counts["branches"] += int(uniform) + int(elite)

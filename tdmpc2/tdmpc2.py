@@ -70,14 +70,19 @@ class TDMPC2:
     @torch.no_grad()
     def plan(self, obs: torch.Tensor, t0: bool = False, eval_mode: bool = False) -> torch.Tensor:
         """MPPI over the learned model (spec sec. 5) for obs (1, obs_dim)."""
-        z = self.model.encode(obs)
-        pi_actions = self.policy_trajectories(z, self.horizon, self.cfg.num_pi_trajs)
         mean = torch.zeros_like(self._prev_mean)
         if not t0:
             mean[:-1] = self._prev_mean[1:]
-        result = self.mppi(lambda actions: self.estimate_value(z, actions), mean, pi_actions)
+        result = self.mppi_from(obs, mean)
         self._prev_mean.copy_(result.mean)
         return self.select_action(result, eval_mode)
+
+    def mppi_from(self, obs: torch.Tensor, mean: torch.Tensor) -> EliteUpdate:
+        """The MPPI result at obs (1, obs_dim) from the warm start `mean` (H, A), with the policy
+        prior's trajectories among the candidates; no state of the agent changes."""
+        z = self.model.encode(obs)
+        pi_actions = self.policy_trajectories(z, self.horizon, self.cfg.num_pi_trajs)
+        return self.mppi(lambda actions: self.estimate_value(z, actions), mean, pi_actions)
 
     def policy_trajectories(self, z: torch.Tensor, horizon: int, num: int) -> torch.Tensor:
         """(horizon, num, A) stochastic rollouts of the policy prior through the learned dynamics."""
