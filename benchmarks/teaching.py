@@ -43,7 +43,10 @@ whichever the previous evaluation scored higher), recomputed from each run's log
 Runs write resume.pt every 1,000 steps: the same command continues killed runs and skips
 finished ones, so a study can span sessions. Logs go to --log-dir (not in git); the summary
 (IQM over seeds with a 95% stratified-bootstrap interval at every evaluation, and the area under
-each curve) is written to results/teaching/ as CSV and PNG.
+each curve) is written to results/teaching/ as CSV and PNG. Every summary first copies each run's
+evaluations (eval.csv's step and return columns) to <out>/curves/<task>/<seed>/<run>.csv, which is
+committed: a run whose log is absent (a new checkout) is read from there, so a later stage's
+summary can still use an earlier session's runs.
 """
 from __future__ import annotations
 
@@ -52,6 +55,7 @@ import os
 import sys
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _runs import ROOT, aligned, launch, read_eval, work_dir  # noqa: E402
@@ -144,11 +148,45 @@ def _union(first: list, second: list) -> list:
     return list(first) + [x for x in second if x not in first]
 
 
-def curves(log_dir, task, seeds, arm, metric, max_step, run_steps=None) -> tuple[np.ndarray, np.ndarray] | None:
+class Runs:
+    """Where a study's evaluations are read: a run's log (<log_dir>/<task>/<seed>/<run>/eval.csv),
+    else its archived copy (<archive>/<task>/<seed>/<run>.csv, committed under results/)."""
+
+    def __init__(self, log_dir: str, archive: str | None = None):
+        self.log_dir, self.archive = log_dir, archive
+
+    def _archived(self, task, seed, name) -> str | None:
+        return None if self.archive is None else os.path.join(self.archive, task, str(seed), f"{name}.csv")
+
+    def eval(self, task, seed, name) -> pd.DataFrame | None:
+        """The log's evaluations, or the archived ones where they reach further (no log, or a run
+        restarted from scratch in a new checkout)."""
+        frame = read_eval(work_dir(self.log_dir, task, seed, name))
+        path = self._archived(task, seed, name)
+        if path is not None and os.path.exists(path):
+            archived = pd.read_csv(path)
+            if frame is None or "step" not in frame or archived.step.max() > frame.step.max():
+                return archived
+        return frame
+
+    def keep(self, task, seed, name) -> bool:
+        """Copy a run's logged evaluations (step and return columns) to the archive, unless the
+        archive already holds a curve that reaches further (a restarted run must not shorten it)."""
+        frame, path = read_eval(work_dir(self.log_dir, task, seed, name)), self._archived(task, seed, name)
+        if frame is None or path is None or "step" not in frame:
+            return False
+        frame = frame.drop_duplicates("step", keep="last").sort_values("step")
+        if os.path.exists(path) and pd.read_csv(path).step.max() > frame.step.max():
+            return False
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        frame[["step", *[c for c in METRICS.values() if c in frame]]].assign(origin="log").to_csv(path, index=False)
+        return True
+
+
+def curves(runs: Runs, task, seeds, arm, metric, max_step, run_steps=None) -> tuple[np.ndarray, np.ndarray] | None:
     """(steps (S,), returns (seeds, S)) at the evaluations every listed seed reached, <= max_step,
     from the runs of `run_steps` agent steps (default max_step)."""
-    frames = [with_gated(read_eval(work_dir(log_dir, task, seed, run_name(arm, run_steps or max_step))))
-              for seed in seeds]
+    frames = [with_gated(runs.eval(task, seed, run_name(arm, run_steps or max_step))) for seed in seeds]
     frames = [f for f in frames if f is not None and METRICS[metric] in f]
     if len(frames) < len(seeds):
         return None
@@ -191,16 +229,20 @@ def area(steps: np.ndarray, values: np.ndarray) -> np.ndarray:
 def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None):
     """The IQM table, areas, target check and plot. Arms in `references` (arm -> the agent steps
     of the runs to read) come from an earlier stage's runs: TD-MPC2 to 10k (the target's bar), the
-    others to `steps`; every area is over 0-`steps`, plus TD-MPC2's over its whole curve."""
+    others to `steps`; every area is over 0-`steps`, plus TD-MPC2's over its whole curve. The
+    logged runs' evaluations are archived under <out_dir>/curves first (class Runs)."""
     references = references or {}
-    import pandas as pd
-
+    runs = Runs(log_dir, os.path.join(out_dir, "curves"))
+    kept = [1 for task in tasks for seed in seeds for arm in arms
+            if runs.keep(task, seed, run_name(arm, references.get(arm) or steps))]
+    if kept:
+        print(f"archived the evaluations of {len(kept)} logged runs under {runs.archive}")
     rows, auc_rows = [], []
     for task in tasks:
         for arm in arms:
             for metric in SUMMARY_METRICS:
                 max_step = references.get(arm, steps) if arm == "tdmpc2" else steps  # the bar runs to its own end
-                found = curves(log_dir, task, seeds, arm, metric, max_step, references.get(arm))
+                found = curves(runs, task, seeds, arm, metric, max_step, references.get(arm))
                 if found is None:
                     continue
                 x, values = found
@@ -217,7 +259,7 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None)
                     a_point, a_low, a_high = iqm_interval(area(x[keep], values[:, keep])[:, None])
                     auc_rows.append(dict(task=task, arm=arm, metric=metric, up_to_step=end, auc=a_point[0],
                                          ci_low=a_low[0], ci_high=a_high[0], seeds=len(values)))
-    report_partial(log_dir, tasks, seeds, arms, steps)
+    report_partial(runs, tasks, seeds, arms, steps)
     if not rows:
         print("no evaluations yet (see the runs' .log files)")
         return
@@ -237,15 +279,15 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None)
     plot(table, tasks, arms, os.path.join(out_dir, f"{tag}.png"))
 
 
-def report_partial(log_dir, tasks, seeds, arms, steps):
+def report_partial(runs: Runs, tasks, seeds, arms, steps):
     """Per-seed learned-only returns of the arms that not every seed has reached yet (they get no
     IQM row), so a study in progress can be read from its logs."""
     for task in tasks:
         for arm in arms:
-            if curves(log_dir, task, seeds, arm, "learned", steps) is not None:
+            if curves(runs, task, seeds, arm, "learned", steps) is not None:
                 continue
             for seed in seeds:
-                frame = read_eval(work_dir(log_dir, task, seed, run_name(arm, steps)))
+                frame = runs.eval(task, seed, run_name(arm, steps))
                 if frame is None or METRICS["learned"] not in frame:
                     continue
                 frame = frame.drop_duplicates("step", keep="last")

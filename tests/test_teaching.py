@@ -3,6 +3,7 @@ actions and repeats under a seed, the policy-prior evaluation leaves the RNG unt
 settings fail naming the key."""
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -381,9 +382,50 @@ def test_teaching_summary_lists_arms_not_every_seed_has_reached(tmp_path, capsys
     for seed in (1, 2):
         write("tdmpc2", seed, [1.0, 2.0, 3.0])
     write("branches", 1, [40.0, 300.4])
-    study.report_partial(str(tmp_path), ["cartpole-swingup"], [1, 2], ["tdmpc2", "branches"], 10000)
+    study.report_partial(study.Runs(str(tmp_path)), ["cartpole-swingup"], [1, 2], ["tdmpc2", "branches"], 10000)
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.strip() for line in lines] == ["partial cartpole-swingup branches seed 1: 0k:40 1k:300"]
+
+
+def test_teaching_summary_archives_each_runs_curve_and_reads_it_without_the_logs(tmp_path):
+    """summarise() copies every logged run's evaluations under <out>/curves; with the logs gone (a
+    new checkout) the same summary comes from the archive, and a restarted, shorter run neither
+    overwrites the archived curve nor replaces it in the summary."""
+    import importlib.util
+    import os
+    import shutil
+
+    import pandas as pd
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "teaching.py")
+    spec = importlib.util.spec_from_file_location("teaching_archive", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    rng = np.random.default_rng(0)
+
+    def write(seed, steps):
+        run = logs / "cartpole-swingup" / str(seed) / study.run_name("bound", 5000)
+        os.makedirs(run, exist_ok=True)
+        pd.DataFrame(dict(step=steps, episode_reward=rng.uniform(0, 900, len(steps)),
+                          learned_episode_reward=rng.uniform(0, 900, len(steps)),
+                          prior_episode_reward=rng.uniform(0, 900, len(steps)),
+                          eval_classical_horizon=0)).to_csv(run / "eval.csv", index=False)
+    for seed in (1, 2, 3):
+        write(seed, [0, 1000, 2000])
+    args = (["cartpole-swingup"], [1, 2, 3], ["bound"], 5000, str(out), "s")
+    study.summarise(str(logs), *args)
+    first = pd.read_csv(out / "s.csv")
+    archived = pd.read_csv(out / "curves" / "cartpole-swingup" / "2" / "bound.csv")
+    assert list(archived.columns) == ["step", "learned_episode_reward", "prior_episode_reward", "episode_reward",
+                                      "origin"] and len(archived) == 3
+    shutil.rmtree(logs)
+    os.remove(out / "s.csv")
+    write(1, [0])  # seed 1 restarted from scratch: one evaluation so far
+    study.summarise(str(logs), *args)
+    again = pd.read_csv(out / "s.csv")
+    assert len(first) == len(again) == 9 and np.allclose(first.iqm, again.iqm)
+    assert len(pd.read_csv(out / "curves" / "cartpole-swingup" / "1" / "bound.csv")) == 3
 
 
 # ---------------------------------------------------------------- return lower bounds
