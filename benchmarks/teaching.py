@@ -44,8 +44,8 @@ Runs write resume.pt every 1,000 steps: the same command continues killed runs a
 finished ones, so a study can span sessions. Logs go to --log-dir (not in git); the summary
 (IQM over seeds with a 95% stratified-bootstrap interval at every evaluation, and the area under
 each curve) is written to results/teaching/ as CSV and PNG. Every summary first copies each run's
-evaluations (eval.csv's step and return columns) to <out>/curves/<task>/<seed>/<run>.csv, which is
-committed: a run whose log is absent (a new checkout) is read from there, so a later stage's
+evaluations (eval.csv's step and return columns) to <archive>/<task>/<seed>/<run>.csv (default
+results/teaching/curves/), which is committed: a run whose log is absent (a new checkout) is read from there, so a later stage's
 summary can still use an earlier session's runs.
 """
 from __future__ import annotations
@@ -128,6 +128,8 @@ def main():
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--log-dir", default=os.path.join(ROOT, "logs", "teaching"))
     p.add_argument("--out", default=os.path.join(ROOT, "results", "teaching"))
+    p.add_argument("--archive", default=os.path.join(ROOT, "results", "teaching", "curves"),
+                   help="every run's evaluations, committed; read where a run's log is absent")
     p.add_argument("--summarise-only", action="store_true", help="read the logs, launch nothing")
     a = p.parse_args()
     stage = STAGES[a.stage]
@@ -141,7 +143,7 @@ def main():
         tasks, seeds = _union(stage["tasks"], tasks), _union(stage["seeds"], seeds)
         arms = _union(stage.get("summary_arms", stage["arms"]), arms)
     summarise(a.log_dir, tasks, seeds, list(references) + [arm for arm in arms if arm not in references],
-              stage["steps"], a.out, f"stage{a.stage}", references=references)
+              stage["steps"], a.out, f"stage{a.stage}", references=references, archive=a.archive)
 
 
 def _union(first: list, second: list) -> list:
@@ -226,17 +228,40 @@ def area(steps: np.ndarray, values: np.ndarray) -> np.ndarray:
     return ((values[:, 1:] + values[:, :-1]) / 2 * width).sum(axis=1) / (steps[-1] - steps[0])
 
 
-def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None):
+def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None, archive=None):
     """The IQM table, areas, target check and plot. Arms in `references` (arm -> the agent steps
     of the runs to read) come from an earlier stage's runs: TD-MPC2 to 10k (the target's bar), the
     others to `steps`; every area is over 0-`steps`, plus TD-MPC2's over its whole curve. The
-    logged runs' evaluations are archived under <out_dir>/curves first (class Runs)."""
+    logged runs' evaluations are archived first, under `archive` (default <out_dir>/curves; class Runs)."""
     references = references or {}
-    runs = Runs(log_dir, os.path.join(out_dir, "curves"))
+    runs = Runs(log_dir, archive or os.path.join(out_dir, "curves"))
     kept = [1 for task in tasks for seed in seeds for arm in arms
             if runs.keep(task, seed, run_name(arm, references.get(arm) or steps))]
     if kept:
         print(f"archived the evaluations of {len(kept)} logged runs under {runs.archive}")
+    rows, auc_rows = tabulate(runs, tasks, seeds, arms, steps, references)
+    report_partial(runs, tasks, seeds, arms, steps)
+    if not rows:
+        print("no evaluations yet (see the runs' .log files)")
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    table, auc = pd.DataFrame(rows), pd.DataFrame(auc_rows)
+    table.to_csv(os.path.join(out_dir, f"{tag}.csv"), index=False)
+    auc.to_csv(os.path.join(out_dir, f"{tag}_auc.csv"), index=False)
+    for metric in ("learned", "gated"):
+        pivot = table[table.metric == metric].pivot_table(index=["task", "step"], columns="arm", values="iqm")
+        print(f"\n{TITLES[metric]}, IQM over seeds {seeds} (agent steps; env steps = 2x)")
+        print(pivot.round(1).to_string())
+    print("\narea under the curve (mean return over training), IQM [95% CI]")
+    for r in auc_rows:
+        print(f"  {r['task']:<18}{r['arm']:<13}{r['metric']:<8} up to {r['up_to_step']:>6}: "
+              f"{r['auc']:7.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
+    target_check(table, tasks, arms)
+    plot(table, tasks, arms, os.path.join(out_dir, f"{tag}.png"))
+
+
+def tabulate(runs: Runs, tasks, seeds, arms, steps, references) -> tuple[list[dict], list[dict]]:
+    """The rows of the IQM table (every evaluation every seed reached) and of the area table."""
     rows, auc_rows = [], []
     for task in tasks:
         for arm in arms:
@@ -259,24 +284,7 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None)
                     a_point, a_low, a_high = iqm_interval(area(x[keep], values[:, keep])[:, None])
                     auc_rows.append(dict(task=task, arm=arm, metric=metric, up_to_step=end, auc=a_point[0],
                                          ci_low=a_low[0], ci_high=a_high[0], seeds=len(values)))
-    report_partial(runs, tasks, seeds, arms, steps)
-    if not rows:
-        print("no evaluations yet (see the runs' .log files)")
-        return
-    os.makedirs(out_dir, exist_ok=True)
-    table, auc = pd.DataFrame(rows), pd.DataFrame(auc_rows)
-    table.to_csv(os.path.join(out_dir, f"{tag}.csv"), index=False)
-    auc.to_csv(os.path.join(out_dir, f"{tag}_auc.csv"), index=False)
-    for metric in ("learned", "gated"):
-        pivot = table[table.metric == metric].pivot_table(index=["task", "step"], columns="arm", values="iqm")
-        print(f"\n{TITLES[metric]}, IQM over seeds {seeds} (agent steps; env steps = 2x)")
-        print(pivot.round(1).to_string())
-    print("\narea under the curve (mean return over training), IQM [95% CI]")
-    for r in auc_rows:
-        print(f"  {r['task']:<18}{r['arm']:<13}{r['metric']:<8} up to {r['up_to_step']:>6}: "
-              f"{r['auc']:7.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
-    target_check(table, tasks, arms)
-    plot(table, tasks, arms, os.path.join(out_dir, f"{tag}.png"))
+    return rows, auc_rows
 
 
 def report_partial(runs: Runs, tasks, seeds, arms, steps):
