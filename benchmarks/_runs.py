@@ -16,6 +16,11 @@ def work_dir(log_dir: str, task: str, seed, name: str) -> str:
     return os.path.join(log_dir, task, str(seed), name)
 
 
+def cli_args(overrides: dict) -> list[str]:
+    """`key=value` command-line overrides (booleans as true/false, as hydra reads them)."""
+    return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in overrides.items()]
+
+
 def launch(runs: list[dict], log_dir: str, jobs: int, checkpoint_freq: int = 0) -> list[str]:
     """Run `python -m tdmpc2.train_hybrid key=value ...` for each dict of overrides (plus a
     `name`), at most `jobs` at once; returns the work dirs. Output goes to <work dir>.log.
@@ -28,7 +33,7 @@ def launch(runs: list[dict], log_dir: str, jobs: int, checkpoint_freq: int = 0) 
             run = dict(pending.pop(0))
             name = run.pop("name")
             run.update(log_dir=log_dir, exp_name=name, threads=1, save_agent=False, checkpoint_freq=checkpoint_freq)
-            args = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in run.items()]
+            args = cli_args(run)
             path = work_dir(log_dir, run["task"], run["seed"], name)
             os.makedirs(path, exist_ok=True)
             log = open(path + ".log", "a" if checkpoint_freq > 0 else "w")

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _runs import ROOT, aligned, launch, read_eval, work_dir  # noqa: E402
+from _runs import ROOT, aligned, cli_args, launch, read_eval, work_dir  # noqa: E402
 
 COMMON = dict(model_size=1, num_samples=128, iterations=3, num_elites=16, num_pi_trajs=24,
               hybrid_prefix_samples=16, mujoco_threads=1, eval_freq=1000, eval_episodes=5, device="cpu")
@@ -131,7 +131,11 @@ def main():
     p.add_argument("--archive", default=os.path.join(ROOT, "results", "teaching", "curves"),
                    help="every run's evaluations, committed; read where a run's log is absent")
     p.add_argument("--summarise-only", action="store_true", help="read the logs, launch nothing")
+    p.add_argument("--show", choices=list(ARMS), help="print the training command of this arm and exit")
     a = p.parse_args()
+    if a.show:
+        print(command_for(a.show))
+        return
     stage = STAGES[a.stage]
     tasks, seeds, arms = a.tasks or stage["tasks"], a.seeds or stage["seeds"], a.arms or stage["arms"]
     references = stage.get("references", {})
@@ -144,6 +148,13 @@ def main():
         arms = _union(stage.get("summary_arms", stage["arms"]), arms)
     summarise(a.log_dir, tasks, seeds, list(references) + [arm for arm in arms if arm not in references],
               stage["steps"], a.out, f"stage{a.stage}", references=references, archive=a.archive)
+
+
+def command_for(arm: str, task: str = "cartpole-swingup") -> str:
+    """The CLI command that trains one run of `arm` as the study does (its overrides and the
+    common planner settings, without the study's logging keys)."""
+    overrides = dict(task=task, steps=STAGES[3]["steps"], **COMMON, **ARMS[arm])
+    return " ".join(["python -m tdmpc2.train_hybrid", *cli_args(overrides)])
 
 
 def _union(first: list, second: list) -> list:

@@ -548,6 +548,30 @@ def test_teaching_driver_summarises_the_whole_stage_after_a_partial_launch(tmp_p
     assert "utd3" not in study.STAGES[1]["arms"]  # stage 1 summarises the screened arms only
 
 
+def test_teaching_show_prints_a_valid_training_command_for_every_arm(capsys, monkeypatch):
+    """--show ARM prints the CLI command of one run of the arm; its overrides are a valid config
+    (so the README's command for the best arm cannot drift from the study's settings)."""
+    import importlib.util
+    import os
+    import sys
+
+    from omegaconf import OmegaConf
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "teaching.py")
+    spec = importlib.util.spec_from_file_location("teaching_show", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    for arm in study.ARMS:
+        monkeypatch.setattr(sys, "argv", ["teaching.py", "--show", arm])
+        study.main()
+        words = capsys.readouterr().out.split()
+        assert words[:3] == ["python", "-m", "tdmpc2.train_hybrid"]
+        cfg = load_config(**OmegaConf.to_container(OmegaConf.from_dotlist(words[3:])))  # typed as hydra types them
+        assert cfg.hybrid_mpc == (arm not in ("tdmpc2", "tdmpc2-utd3")) and cfg.model_size == 1
+        if arm == "elites":
+            assert cfg.branch_elite_prob == 1 and cfg.updates_per_step == 3 and cfg.return_bound == "all"
+
+
 def test_hybrid_eval_expert_scores_the_hybrid_planner_only_when_the_trust_needs_it(tmp_path):
     """hybrid_eval=expert: the first evaluation (H_c = max, the expert) scores the hybrid planner;
     later ones at 0 < H_c < max write NaN for it and still score the learned-only planner and the
