@@ -346,13 +346,15 @@ def plot(table, tasks, arms, path):
                 d = table[(table.task == task) & (table.arm == arm) & (table.metric == metric)]
                 if d.empty:
                     continue
-                line, = ax.plot(d.env_step, d.iqm, marker="o", ms=3, label=arm)
-                ax.fill_between(d.env_step, d.ci_low, d.ci_high, color=line.get_color(), alpha=0.15)
+                color = f"C{arms.index(arm) % 10}"  # one colour per arm in every panel, present or not elsewhere
+                ax.plot(d.env_step, d.iqm, marker="o", ms=3, label=arm, color=color)
+                ax.fill_between(d.env_step, d.ci_low, d.ci_high, color=color, alpha=0.15)
             ax.set_title(f"{task}: {TITLES[metric]}")
             ax.set_ylabel("return (IQM over seeds, 95% CI)")
             ax.grid(alpha=0.3)
         axes[-1, col].set_xlabel("env steps")
-    axes[0, 0].legend(fontsize=8)
+    for ax in axes[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

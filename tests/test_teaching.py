@@ -572,6 +572,33 @@ def test_teaching_show_prints_a_valid_training_command_for_every_arm(capsys, mon
             assert cfg.branch_elite_prob == 1 and cfg.updates_per_step == 3 and cfg.return_bound == "all"
 
 
+def test_teaching_plot_gives_each_arm_one_colour_in_every_panel(tmp_path, monkeypatch):
+    """An arm missing from one task's panels must not hand its colour to the next arm there (the
+    legend would name the wrong curve)."""
+    import importlib.util
+    import os
+
+    import matplotlib.figure
+    import pandas as pd
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "teaching.py")
+    spec = importlib.util.spec_from_file_location("teaching_plot", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    rows = [dict(task=task, arm=arm, metric=metric, env_step=step, iqm=1.0, ci_low=0.0, ci_high=2.0)
+            for task, arms in (("a", ["tdmpc2", "utd3", "elites"]), ("b", ["tdmpc2", "elites"]))
+            for arm in arms for metric in study.SUMMARY_METRICS for step in (0, 2000)]
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    study.plot(pd.DataFrame(rows), ["a", "b"], ["tdmpc2", "utd3", "elites"], str(tmp_path / "p.png"))
+    colours = {}
+    for ax in saved[0].axes:
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label(), set()).add(line.get_color())
+    assert sorted(colours) == ["elites", "tdmpc2", "utd3"] and all(len(c) == 1 for c in colours.values())
+    assert len(set.union(*colours.values())) == 3
+
+
 def test_hybrid_eval_expert_scores_the_hybrid_planner_only_when_the_trust_needs_it(tmp_path):
     """hybrid_eval=expert: the first evaluation (H_c = max, the expert) scores the hybrid planner;
     later ones at 0 < H_c < max write NaN for it and still score the learned-only planner and the
