@@ -45,8 +45,8 @@ finished ones, so a study can span sessions. Logs go to --log-dir (not in git); 
 (IQM over seeds with a 95% stratified-bootstrap interval at every evaluation, and the area under
 each curve) is written to results/teaching/ as CSV and PNG. Every summary first copies each run's
 evaluations (eval.csv's step and return columns) to <archive>/<task>/<seed>/<run>.csv (default
-results/teaching/curves/), which is committed: a run whose log is absent (a new checkout) is read from there, so a later stage's
-summary can still use an earlier session's runs.
+results/teaching/curves/), which is committed: a run whose log is absent (a new checkout) is read
+from there, so a later stage's summary can still use an earlier session's runs.
 """
 from __future__ import annotations
 
@@ -246,10 +246,10 @@ def summarise(log_dir, tasks, seeds, arms, steps, out_dir, tag, references=None,
     logged runs' evaluations are archived first, under `archive` (default <out_dir>/curves; class Runs)."""
     references = references or {}
     runs = Runs(log_dir, archive or os.path.join(out_dir, "curves"))
-    kept = [1 for task in tasks for seed in seeds for arm in arms
-            if runs.keep(task, seed, run_name(arm, references.get(arm) or steps))]
+    kept = sum(runs.keep(task, seed, run_name(arm, references.get(arm) or steps))
+               for task in tasks for seed in seeds for arm in arms)
     if kept:
-        print(f"archived the evaluations of {len(kept)} logged runs under {runs.archive}")
+        print(f"archived the evaluations of {kept} logged runs under {runs.archive}")
     rows, auc_rows = tabulate(runs, tasks, seeds, arms, steps, references)
     report_partial(runs, tasks, seeds, arms, steps)
     if not rows:
